@@ -1,0 +1,1 @@
+"""Shared pytest configuration for tornado_lite's own tests."""
