@@ -113,7 +113,7 @@ class GzipDecompressor:
             # Check the magic ourselves for a clearer error than zlib's; a single byte is
             # accepted as a prefix and zlib validates the rest when it arrives.
             if not self._GZIP_MAGIC.startswith(bytes(value[:2])):
-                raise zlib.error("expected a gzip member, got %r" % bytes(value[:2]))
+                raise zlib.error(f"expected a gzip member, got {bytes(value[:2])!r}")
             # wbits 16+MAX_WBITS: parse and verify the gzip header and trailer.
             member = self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
         out = member.decompress(value, max_length)
@@ -158,7 +158,7 @@ def import_object(name: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise ImportError("No module named %s" % attr) from None
+        raise ImportError(f"No module named {attr}") from None
 
 
 def exec_in(code: Any, glob: dict[str, Any], loc: Mapping[str, Any] | None = None) -> None:
@@ -166,7 +166,7 @@ def exec_in(code: Any, glob: dict[str, Any], loc: Mapping[str, Any] | None = Non
     if isinstance(code, str):
         # Compile here so the string does not inherit this module's __future__ flags.
         code = compile(code, "<string>", "exec", dont_inherit=True)
-    exec(code, glob, loc)
+    exec(code, glob, loc)  # noqa: S102 - running caller-supplied code is the point
 
 
 def raise_exc_info(
@@ -204,7 +204,7 @@ def _unescape_one(match: re.Match[str]) -> str:
     char = match.group(1)
     # re.escape never escapes letters or digits, so "\d" etc. is a regex class, not an escape.
     if char in _ALNUM:
-        raise ValueError("cannot unescape '\\\\%s'" % char)
+        raise ValueError(f"cannot unescape '\\\\{char}'")
     return char
 
 
@@ -274,7 +274,7 @@ class Configurable:
         if isinstance(impl, str):
             impl = typing.cast("type[Configurable]", import_object(impl))
         if impl is not None and not (isinstance(impl, type) and issubclass(impl, cls)):
-            raise ValueError("Invalid subclass of %s" % cls)
+            raise ValueError(f"Invalid subclass of {cls}")
         base._configured_impl = impl
         base._configured_kwargs = kwargs
 
@@ -308,7 +308,7 @@ class ArgReplacer:
     decorators that wrap a function and need to rewrite, e.g., its ``callback`` argument.
     """
 
-    __slots__ = ("name", "arg_pos")
+    __slots__ = ("arg_pos", "name")
 
     def __init__(self, func: Callable[..., Any], name: str) -> None:
         self.name = name
