@@ -1,0 +1,341 @@
+"""Futures for tornado_lite: our own awaitable ``Future``, and helpers to bridge it with threads.
+
+This layer defines what a pending result is and how code is told when it is ready.  It knows nothing
+about file descriptors or timers, and it must never import the event loop at module level (the loop
+sits above it).  A future that was given callbacks while a loop was current delivers them through that
+loop, on a later pass, exactly as Tornado 6 users observe with asyncio's futures; the loop tells this
+module how to find "the current loop" through :func:`_set_loop_lookup` when it is imported.
+
+``Future`` is not asyncio's.  It is awaitable (``await fut``, ``yield from fut``) and its cancellation
+raises :class:`concurrent.futures.CancelledError`.
+"""
+
+import concurrent.futures
+import functools
+import sys
+import types
+import typing
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union
+
+from tornado_lite.log import app_log
+
+_T = TypeVar("_T")
+
+CancelledError = concurrent.futures.CancelledError
+InvalidStateError = concurrent.futures.InvalidStateError
+
+
+class ReturnValueIgnoredError(Exception):
+    """Raised when a callback's return value would be silently thrown away."""
+
+
+_PENDING = 0
+_FINISHED = 1
+_CANCELLED = 2
+
+
+def _no_loop() -> Any:
+    return None
+
+
+# Replaced by the ioloop module: a zero-argument function returning the thread's current loop or None.
+_current_loop: Callable[[], Any] = _no_loop
+
+
+def _set_loop_lookup(lookup: Callable[[], Any]) -> None:
+    global _current_loop
+    _current_loop = lookup
+
+
+class _UnretrievedException:
+    """Logs an exception that was set on a future and never looked at.
+
+    A separate object (made only when a future fails) keeps ``__del__`` off the ``Future`` class itself,
+    so successful futures pay nothing for this diagnostic.
+    """
+
+    __slots__ = ("exc", "__weakref__")
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc: Optional[BaseException] = exc
+
+    def __del__(self) -> None:
+        exc = self.exc
+        if exc is not None:
+            app_log.error(
+                "Future exception was never retrieved: %s",
+                "".join(_format_exception(exc)).rstrip(),
+            )
+
+
+def _format_exception(exc: BaseException) -> list:
+    import traceback
+
+    return traceback.format_exception(type(exc), exc, exc.__traceback__)
+
+
+class Future(typing.Generic[_T]):
+    """A result that will be available later; awaitable, with done-callbacks run by the IOLoop.
+
+    The API is the one Tornado 6 users know from ``asyncio.Future``: ``result()``, ``exception()``,
+    ``done()``, ``cancel()``, ``cancelled()``, ``add_done_callback()``, ``remove_done_callback()``,
+    ``set_result()`` and ``set_exception()``.  Callbacks are never run inside ``set_result``: they are
+    queued on the loop that was current when they were added, and run on its next pass.  When no loop
+    was current, they run at once when the future resolves.
+    """
+
+    __slots__ = ("_state", "_result", "_exception", "_callbacks", "_loop", "_logger", "__weakref__")
+
+    # Marks instances for code that checks whether an object is a future without importing this class.
+    _tornado_lite_future = True
+
+    def __init__(self) -> None:
+        self._state = _PENDING
+        self._result: Any = None
+        self._exception: Optional[BaseException] = None
+        self._callbacks: Optional[list] = None
+        self._loop: Any = None
+        self._logger: Optional[_UnretrievedException] = None
+
+    def __repr__(self) -> str:
+        state = ("pending", "finished", "cancelled")[self._state]
+        if self._state == _FINISHED:
+            if self._exception is not None:
+                return f"<Future {state} exception={self._exception!r}>"
+            return f"<Future {state} result={self._result!r}>"
+        return f"<Future {state}>"
+
+    # -- inspecting -------------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> _T:
+        if self._state == _FINISHED:
+            exc = self._exception
+            if exc is None:
+                return self._result
+            if self._logger is not None:
+                self._logger.exc = None
+                self._logger = None
+            raise exc.with_traceback(exc.__traceback__)
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        raise InvalidStateError("Result is not ready.")
+
+    def exception(self) -> Optional[BaseException]:
+        if self._state == _FINISHED:
+            if self._logger is not None:
+                self._logger.exc = None
+                self._logger = None
+            return self._exception
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        raise InvalidStateError("Exception is not set.")
+
+    def get_loop(self) -> Any:
+        return self._loop
+
+    # -- resolving --------------------------------------------------------------------------------
+
+    def set_result(self, result: _T) -> None:
+        if self._state != _PENDING:
+            raise InvalidStateError(f"invalid state: {self!r}")
+        self._result = result
+        self._state = _FINISHED
+        if self._callbacks:
+            self._schedule_callbacks()
+
+    def set_exception(self, exception: Union[BaseException, type]) -> None:
+        if self._state != _PENDING:
+            raise InvalidStateError(f"invalid state: {self!r}")
+        if isinstance(exception, type):
+            exception = exception()
+        if type(exception) is StopIteration:
+            # A StopIteration escaping through a coroutine's send() would end it silently.
+            raise TypeError("StopIteration interacts badly with generators and cannot be raised into a Future")
+        self._exception = exception
+        self._state = _FINISHED
+        self._logger = _UnretrievedException(exception)
+        if self._callbacks:
+            self._schedule_callbacks()
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        if self._callbacks:
+            self._schedule_callbacks()
+        return True
+
+    # -- callbacks --------------------------------------------------------------------------------
+
+    def add_done_callback(self, fn: Callable[["Future[_T]"], Any], *, context: Any = None) -> None:
+        if context is not None:
+            fn = functools.partial(context.run, fn)
+        if self._loop is None:
+            self._loop = _current_loop()
+        if self._state != _PENDING:
+            loop = self._loop
+            if loop is None:
+                fn(self)
+            else:
+                loop._schedule_future_callback(fn, self)
+            return
+        if self._callbacks is None:
+            self._callbacks = [fn]
+        else:
+            self._callbacks.append(fn)
+
+    def remove_done_callback(self, fn: Callable[["Future[_T]"], Any]) -> int:
+        callbacks = self._callbacks
+        if not callbacks:
+            return 0
+        kept = [cb for cb in callbacks if cb != fn]
+        removed = len(callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def _schedule_callbacks(self) -> None:
+        callbacks = self._callbacks
+        self._callbacks = None
+        loop = self._loop
+        if loop is None:
+            for fn in callbacks:  # type: ignore[union-attr]
+                fn(self)
+            return
+        schedule = loop._schedule_future_callback
+        for fn in callbacks:  # type: ignore[union-attr]
+            schedule(fn, self)
+
+    # -- awaiting ---------------------------------------------------------------------------------
+
+    def __await__(self) -> typing.Generator[Any, None, _T]:
+        if self._state == _PENDING:
+            yield self
+            if self._state == _PENDING:
+                raise RuntimeError("await wasn't used with future")
+        return self.result()
+
+    __iter__ = __await__
+
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[assignment]
+
+
+FUTURES = (Future, concurrent.futures.Future)
+
+
+def is_future(x: Any) -> bool:
+    return isinstance(x, FUTURES)
+
+
+class DummyExecutor(concurrent.futures.Executor):
+    """An executor that runs the function at once, in the calling thread."""
+
+    def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> "concurrent.futures.Future[_T]":
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        try:
+            future_set_result_unless_cancelled(future, fn(*args, **kwargs))
+        except Exception:
+            future_set_exc_info(future, sys.exc_info())
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+dummy_executor = DummyExecutor()
+
+
+def run_on_executor(*args: Any, **kwargs: Any) -> Callable:
+    """Decorator: run a method on ``self.executor`` (or the named attribute) and return our Future.
+
+    Usable bare (``@run_on_executor``) or with ``executor="name"``.
+    """
+
+    def decorate(fn: Callable, executor_attr: str) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Future:
+            result: Future = Future()
+            conc_future = getattr(self, executor_attr).submit(fn, self, *args, **kwargs)
+            chain_future(conc_future, result)
+            return result
+
+        return wrapper
+
+    if args and kwargs:
+        raise ValueError("cannot combine positional and keyword args")
+    if len(args) == 1:
+        return decorate(args[0], "executor")
+    if len(args) != 0:
+        raise ValueError("expected 1 argument, got %d" % len(args))
+    return functools.partial(decorate, executor_attr=kwargs.get("executor", "executor"))
+
+
+def chain_future(a: "Union[Future[_T], concurrent.futures.Future[_T]]", b: "Union[Future[_T], concurrent.futures.Future[_T]]") -> None:
+    """Copy the outcome of future ``a`` onto ``b`` when ``a`` finishes (unless ``b`` is already done)."""
+
+    def copy(a: Any) -> None:
+        if b.done():
+            return
+        if hasattr(a, "exc_info") and a.exc_info() is not None:  # pragma: no cover - Tornado 4 futures
+            future_set_exc_info(b, a.exc_info())
+            return
+        exc = a.exception()
+        if exc is not None:
+            b.set_exception(exc)
+        else:
+            b.set_result(a.result())
+
+    if isinstance(a, Future):
+        future_add_done_callback(a, copy)
+    else:
+        # A concurrent.futures.Future completes on another thread: hop to the loop first.  The loop is
+        # a layer above this one, so the import is deferred (Tornado's chain_future has this shape).
+        from tornado_lite.ioloop import IOLoop
+
+        IOLoop.current().add_future(a, copy)
+
+
+def future_set_result_unless_cancelled(future: "Union[Future[_T], concurrent.futures.Future[_T]]", value: _T) -> None:
+    if not future.cancelled():
+        future.set_result(value)
+
+
+def future_set_exception_unless_cancelled(
+    future: "Union[Future[_T], concurrent.futures.Future[_T]]", exc: BaseException
+) -> None:
+    if not future.cancelled():
+        future.set_exception(exc)
+    else:
+        app_log.error("Exception after Future was cancelled", exc_info=exc)
+
+
+def future_set_exc_info(
+    future: "Union[Future[_T], concurrent.futures.Future[_T]]",
+    exc_info: Tuple[Optional[type], Optional[BaseException], Optional[types.TracebackType]],
+) -> None:
+    if exc_info[1] is None:
+        raise Exception("future_set_exc_info called with no exception")
+    future_set_exception_unless_cancelled(future, exc_info[1])
+
+
+@typing.overload
+def future_add_done_callback(
+    future: "concurrent.futures.Future[_T]", callback: Callable[["concurrent.futures.Future[_T]"], None]
+) -> None: ...
+
+
+@typing.overload
+def future_add_done_callback(future: "Future[_T]", callback: Callable[["Future[_T]"], None]) -> None: ...
+
+
+def future_add_done_callback(future: Any, callback: Callable[[Any], None]) -> None:
+    """Call ``callback(future)`` when it is done: at once if it already is, otherwise via the future."""
+    if future.done():
+        callback(future)
+    else:
+        future.add_done_callback(callback)

@@ -1,0 +1,523 @@
+"""Coroutines on tornado_lite's loop: ``async def`` and ``@gen.coroutine``, with no asyncio Task.
+
+A coroutine is driven by a ``_Task``, which is itself our ``Future``: it sends each result into the
+coroutine until the coroutine waits on a future that is not done yet, then resumes it from that
+future's done-callback on a later loop pass.  A task never suspends on a future that is already done:
+it goes straight on, in a loop (no recursion), so a coroutine that awaits 100,000 finished futures
+runs in one pass.  Each task runs in its own ``contextvars`` context, as asyncio tasks do.
+
+A native coroutine handed to ``convert_yielded`` starts on the next loop pass, as an asyncio task
+would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.  Cancelling a task's future throws
+``concurrent.futures.CancelledError`` into the coroutine at its suspension point.
+
+This layer knows futures and the loop's callbacks and timers; it never touches file descriptors.
+"""
+
+import collections
+import contextvars
+import datetime
+import functools
+import sys
+import types
+import typing
+from collections.abc import Generator
+from functools import singledispatch
+from inspect import isawaitable
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+
+from tornado_lite.concurrent import (
+    _FINISHED,
+    _PENDING,
+    CancelledError,
+    Future,
+    chain_future,
+    future_add_done_callback,
+    future_set_exc_info,
+    future_set_result_unless_cancelled,
+    is_future,
+)
+from tornado_lite.ioloop import IOLoop
+from tornado_lite.log import app_log
+from tornado_lite.util import TimeoutError as TimeoutError
+
+_T = TypeVar("_T")
+
+_Yieldable = Union[None, Awaitable, List[Awaitable], Dict[Any, Awaitable], Future]
+
+
+class KeyReuseError(Exception):
+    pass
+
+
+class UnknownKeyError(Exception):
+    pass
+
+
+class LeakedCallbackError(Exception):
+    pass
+
+
+class BadYieldError(Exception):
+    pass
+
+
+class ReturnValueIgnoredError(Exception):
+    pass
+
+
+class Return(Exception):
+    """``raise gen.Return(value)`` ends a generator coroutine with ``value`` (``return value`` works too)."""
+
+    def __init__(self, value: Any = None) -> None:
+        super().__init__()
+        self.value = value
+        self.args = (value,)
+
+
+def _value_of(stop: Union[StopIteration, Return]) -> Any:
+    return getattr(stop, "value", None)
+
+
+class _Moment(Future):
+    """``gen.moment``: yielding or awaiting it gives the loop one pass before the coroutine goes on."""
+
+    __slots__ = ()
+
+    def __await__(self) -> typing.Generator[Any, None, None]:
+        yield self
+
+    __iter__ = __await__
+
+
+moment: Future = _Moment()
+moment.set_result(None)
+
+# A finished future with result None, used where "nothing to wait for" must still be a future.
+_null_future: Future = Future()
+_null_future.set_result(None)
+
+
+class _Task(Future):
+    """Drives one coroutine (native or generator) on the loop; its own result is the coroutine's."""
+
+    __slots__ = ("_coro", "_context", "_waiting", "_must_cancel")
+
+    def __init__(self, coro: Any, context: Optional[contextvars.Context] = None) -> None:
+        Future.__init__(self)
+        self._coro = coro
+        self._context = context if context is not None else contextvars.copy_context()
+        self._waiting: Optional[Future] = None
+        self._must_cancel = False
+
+    def __repr__(self) -> str:
+        coro = self._coro
+        name = getattr(coro, "__qualname__", None) or repr(coro)
+        return f"<Task {('pending', 'finished', 'cancelled')[self._state]} {name}>"
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        waiting = self._waiting
+        if waiting is not None and waiting.cancel():
+            # The coroutine learns of it from the cancelled future, on its next step.
+            return True
+        self._must_cancel = True
+        return True
+
+    def _resume(self, future: Future) -> None:
+        self._waiting = None
+        if self._state == _PENDING:
+            self._step(future)
+
+    def _resume_after_moment(self) -> None:
+        if self._state == _PENDING:
+            self._step(None)
+
+    def _step(self, future: Optional[Future], error: Optional[BaseException] = None) -> None:
+        coro = self._coro
+        run = self._context.run
+        while True:
+            try:
+                if self._must_cancel:
+                    self._must_cancel = False
+                    yielded = run(coro.throw, CancelledError())
+                elif error is not None:
+                    exc, error = error, None
+                    yielded = run(coro.throw, exc)
+                elif future is None:
+                    yielded = run(coro.send, None)
+                elif future._state == _FINISHED and future._exception is None:
+                    yielded = run(coro.send, future._result)
+                else:
+                    try:
+                        value = future.result()
+                    except BaseException as exc:
+                        yielded = run(coro.throw, exc)
+                    else:
+                        yielded = run(coro.send, value)
+            except StopIteration as stop:
+                self._finish(stop.value)
+                return
+            except Return as ret:
+                self._finish(ret.value)
+                return
+            except CancelledError:
+                self._coro = None
+                Future.cancel(self)
+                return
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self._coro = None
+                Future.set_exception(self, exc)
+                raise
+            except BaseException as exc:
+                self._coro = None
+                Future.set_exception(self, exc)
+                return
+
+            if isinstance(yielded, Future):
+                if yielded is moment:
+                    self._after_one_pass()
+                    return
+                future = yielded
+            elif yielded is None:
+                self._after_one_pass()
+                return
+            else:
+                try:
+                    future = convert_yielded(yielded)
+                except BadYieldError as exc:
+                    future, error = None, exc
+                    continue
+                if future is moment:
+                    self._after_one_pass()
+                    return
+            if future._state != _PENDING:
+                continue
+            self._waiting = future
+            future.add_done_callback(self._resume)
+            if self._must_cancel and future.cancel():
+                self._must_cancel = False
+            return
+
+    def _finish(self, value: Any) -> None:
+        self._coro = None
+        if self._must_cancel:
+            # Cancelled during its last step: asyncio reports such a task as cancelled.
+            Future.cancel(self)
+        else:
+            Future.set_result(self, value)
+
+    def _after_one_pass(self) -> None:
+        loop = IOLoop.current()
+        loop.add_callback(self._resume_after_moment)
+
+
+def _start_task(coro: Any, context: Optional[contextvars.Context] = None) -> _Task:
+    """Runs a generator coroutine's first step now, as Tornado's ``@gen.coroutine`` always has."""
+    task = _Task(coro, context)
+    task._step(None)
+    return task
+
+
+def _schedule_task(coro: Any) -> _Task:
+    """Wraps a native coroutine in a task whose first step runs on the next loop pass.
+
+    That is when an asyncio task would start, and it keeps a chain of coroutines that each spawn the
+    next from nesting one Python frame deeper per link.
+    """
+    task = _Task(coro)
+    IOLoop.current().add_callback(task._resume_after_moment)
+    return task
+
+
+# -- decorators -------------------------------------------------------------------------------------
+
+
+def coroutine(func: Callable[..., Any]) -> Callable[..., "Future[Any]"]:
+    """Decorator for generator-based coroutines: ``yield`` futures, ``return`` (or ``raise Return``).
+
+    The decorated function returns a Future.  The generator runs at once up to its first suspension.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Future:
+        context = contextvars.copy_context()
+        try:
+            result = context.run(func, *args, **kwargs)
+        except (Return, StopIteration) as stop:
+            result = _value_of(stop)
+        except Exception:
+            failed: Future = Future()
+            future_set_exc_info(failed, sys.exc_info())
+            return failed
+        else:
+            if isinstance(result, Generator):
+                return _start_task(result, context)
+        done: Future = Future()
+        done.set_result(result)
+        return done
+
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]
+    wrapper.__tornado_coroutine__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def is_coroutine_function(func: Any) -> bool:
+    """True for functions decorated with ``@gen.coroutine`` and for ``async def`` functions."""
+    import inspect
+
+    return getattr(func, "__tornado_coroutine__", False) or inspect.iscoroutinefunction(func)
+
+
+# -- converting what a coroutine yields into a future -----------------------------------------------
+
+
+async def _await_it(awaitable: Awaitable) -> Any:
+    return await awaitable
+
+
+@singledispatch
+def convert_yielded(yielded: _Yieldable) -> Future:
+    """Turns anything a coroutine may yield into one of our Futures.
+
+    Accepts None and ``moment`` (one loop pass), our futures, ``concurrent.futures.Future``, native
+    coroutines and other awaitables (started as tasks), and lists or dicts of those (``multi``).
+    Other types may be added with ``convert_yielded.register``.
+    """
+    if yielded is None or yielded is moment:
+        return moment
+    if isinstance(yielded, Future):
+        return yielded
+    if isinstance(yielded, (list, dict)):
+        return multi(yielded)  # type: ignore[arg-type]
+    if is_future(yielded):
+        bridged: Future = Future()
+        chain_future(yielded, bridged)  # type: ignore[arg-type]
+        return bridged
+    if isinstance(yielded, types.CoroutineType) or (
+        isinstance(yielded, types.GeneratorType) and yielded.gi_code.co_flags & 0x100
+    ):
+        return _schedule_task(yielded)
+    if isawaitable(yielded):
+        return _schedule_task(_await_it(yielded))
+    raise BadYieldError(f"yielded unknown object {yielded!r}")
+
+
+# -- combining futures ------------------------------------------------------------------------------
+
+
+def multi(
+    children: Union[Sequence[_Yieldable], Dict[Any, _Yieldable]],
+    quiet_exceptions: "Union[Type[Exception], Tuple[Type[Exception], ...]]" = (),
+) -> "Union[Future[List], Future[Dict]]":
+    """Waits for all of ``children`` (a list or dict of yieldables); the result has the same shape.
+
+    If any fail, the result fails with the first failure (in order) once all are done; later
+    failures are logged unless they are instances of ``quiet_exceptions``.
+    """
+    return multi_future(children, quiet_exceptions=quiet_exceptions)
+
+
+Multi = multi
+
+
+class _MultiWaiter:
+    """Collects the outcome of several futures into one (the engine of ``multi``)."""
+
+    __slots__ = ("keys", "futures", "pending", "result", "quiet")
+
+    def __init__(self, keys: Optional[List[Any]], futures: List[Future], quiet: Any) -> None:
+        self.keys = keys
+        self.futures = futures
+        self.pending = set(futures)
+        self.result: Future = Future()
+        self.quiet = quiet
+
+    def on_child_done(self, child: Future) -> None:
+        self.pending.discard(child)
+        if self.pending:
+            return
+        result = self.result
+        values = []
+        for future in self.futures:
+            try:
+                values.append(future.result())
+            except Exception as exc:
+                if result.done():
+                    if not isinstance(exc, self.quiet):
+                        app_log.error("Multiple exceptions in yield list", exc_info=True)
+                else:
+                    future_set_exc_info(result, sys.exc_info())
+        if not result.done():
+            if self.keys is None:
+                future_set_result_unless_cancelled(result, values)
+            else:
+                future_set_result_unless_cancelled(result, dict(zip(self.keys, values)))
+
+
+def multi_future(
+    children: Union[Sequence[_Yieldable], Dict[Any, _Yieldable]],
+    quiet_exceptions: "Union[Type[Exception], Tuple[Type[Exception], ...]]" = (),
+) -> "Union[Future[List], Future[Dict]]":
+    if isinstance(children, dict):
+        keys: Optional[List[Any]] = list(children.keys())
+        values: Any = children.values()
+    else:
+        keys = None
+        values = children
+    futures = [convert_yielded(child) for child in values]
+    waiter = _MultiWaiter(keys, futures, quiet_exceptions)
+    if not futures:
+        waiter.result.set_result({} if keys is not None else [])
+        return waiter.result
+    for future in set(futures):
+        future_add_done_callback(future, waiter.on_child_done)
+    return waiter.result
+
+
+def maybe_future(x: Any) -> Future:
+    """Deprecated: wraps a non-future value in a finished Future."""
+    if is_future(x):
+        return x
+    done: Future = Future()
+    done.set_result(x)
+    return done
+
+
+def with_timeout(
+    timeout: Union[float, datetime.timedelta],
+    future: _Yieldable,
+    quiet_exceptions: "Union[Type[Exception], Tuple[Type[Exception], ...]]" = (),
+) -> Future:
+    """A future that follows ``future`` but fails with ``TimeoutError`` at ``timeout``.
+
+    ``timeout`` is a deadline on ``IOLoop.time()`` or a timedelta from now.  The wrapped future is not
+    cancelled; if it later fails, the error is logged unless it is one of ``quiet_exceptions``.
+    """
+    inner = convert_yielded(future)
+    outer: Future = Future()
+    chain_future(inner, outer)
+    loop = IOLoop.current()
+
+    def log_late_failure(done: Future) -> None:
+        try:
+            done.result()
+        except CancelledError:
+            pass
+        except Exception as exc:
+            if not isinstance(exc, quiet_exceptions):
+                app_log.error("Exception in Future %r after timeout", done, exc_info=True)
+
+    def on_timeout() -> None:
+        if not outer.done():
+            outer.set_exception(TimeoutError("Timeout"))
+        future_add_done_callback(inner, log_late_failure)
+
+    handle = loop.add_timeout(timeout, on_timeout)
+    future_add_done_callback(inner, lambda _: loop.remove_timeout(handle))
+    return outer
+
+
+def _resolve_none(future: Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def sleep(duration: float) -> "Future[None]":
+    """A future that resolves after ``duration`` seconds (``await gen.sleep(0.5)``)."""
+    future: Future[None] = Future()
+    IOLoop.current().call_later(duration, _resolve_none, future)
+    return future
+
+
+# -- WaitIterator -----------------------------------------------------------------------------------
+
+
+class WaitIterator:
+    """Yields futures in the order they finish: ``while not it.done(): r = await it.next()``.
+
+    ``current_index`` and ``current_future`` tell which input the last result came from.  Also an
+    async iterator: ``async for result in WaitIterator(...)``.
+    """
+
+    def __init__(self, *args: Future, **kwargs: Future) -> None:
+        if args and kwargs:
+            raise ValueError("You must provide args or kwargs, not both")
+        self._unfinished: Dict[Future, Deque[Any]] = {}
+        sources: Any = kwargs.items() if kwargs else enumerate(args)
+        for key, future in sources:
+            self._unfinished.setdefault(future, collections.deque()).append(key)
+        self._finished: Deque[Future] = collections.deque()
+        self.current_index: Any = None
+        self.current_future: Optional[Future] = None
+        self._running_future: Optional[Future] = None
+        for future in list(self._unfinished):
+            future_add_done_callback(future, self._on_done)
+
+    def done(self) -> bool:
+        if self._finished or self._unfinished:
+            return False
+        self.current_index = self.current_future = None
+        return True
+
+    def next(self) -> Future:
+        """A future for the next input to finish (or the next already finished)."""
+        self._running_future = Future()
+        if self._finished:
+            return self._deliver(self._finished.popleft())
+        return self._running_future
+
+    def _on_done(self, done: Future) -> None:
+        if self._running_future is not None and not self._running_future.done():
+            self._deliver(done)
+        else:
+            self._finished.append(done)
+
+    def _deliver(self, done: Future) -> Future:
+        running = self._running_future
+        if running is None:
+            raise Exception("no future is running")
+        chain_future(done, running)
+        self._running_future = None
+        self.current_future = done
+        keys = self._unfinished[done]
+        self.current_index = keys.popleft()
+        if keys:
+            # The same future was given more than once: deliver it again for its other positions.
+            self._finished.append(done)
+        else:
+            del self._unfinished[done]
+        return running
+
+    def __aiter__(self) -> "WaitIterator":
+        return self
+
+    def __anext__(self) -> Future:
+        if self.done():
+            raise StopAsyncIteration()
+        return self.next()
+
+
+Runner = _Task
+
+__all__ = [
+    "BadYieldError",
+    "KeyReuseError",
+    "LeakedCallbackError",
+    "Multi",
+    "Return",
+    "ReturnValueIgnoredError",
+    "TimeoutError",
+    "UnknownKeyError",
+    "WaitIterator",
+    "convert_yielded",
+    "coroutine",
+    "is_coroutine_function",
+    "maybe_future",
+    "moment",
+    "multi",
+    "multi_future",
+    "sleep",
+    "with_timeout",
+]
+

@@ -1,0 +1,856 @@
+"""The event loop: file descriptors, timers and callbacks, on epoll / kqueue / selectors.
+
+One ``IOLoop`` per thread runs one pass after another, each pass in four phases:
+
+1. run the callbacks that were queued before the pass began (later ones wait for the next pass, so a
+   callback that reschedules itself cannot starve I/O);
+2. run the timers that are due;
+3. poll: with a zero timeout when callbacks are waiting, otherwise until the next timer;
+4. dispatch the events to the registered handlers.
+
+The loop knows fds, timers and callbacks — never streams, sockets' contents or servers.  The OS
+backend is a small poller object (register / modify / unregister / poll); only the poller knows the
+quirks of epoll, kqueue or the selectors module.  Set ``TORNADO_LITE_POLLER=selectors`` (or ``epoll``,
+``kqueue``) before a loop is created to choose the backend; the default is the platform's best.
+"""
+
+import collections
+import concurrent.futures
+import datetime
+import functools
+import heapq
+import itertools
+import math
+import os
+import random
+import select
+import selectors
+import sys
+import threading
+import time
+from inspect import isawaitable
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar, Union
+
+from tornado_lite import concurrent as _concurrent
+from tornado_lite.concurrent import (
+    Future,
+    chain_future,
+    future_set_exc_info,
+    is_future,
+)
+from tornado_lite.log import app_log
+from tornado_lite.util import Configurable, TimeoutError as TimeoutError, import_object  # noqa: F401
+
+_T = TypeVar("_T")
+
+_READ = 0x001
+_WRITE = 0x004
+_ERROR = 0x018
+
+# The longest single poll: a loop with nothing to do still wakes up now and then, which keeps a
+# loop whose waker was somehow lost from sleeping forever.
+_MAX_POLL_SECONDS = 3600.0
+
+# Cancelled timers stay in the heap (removing from the middle of a heap is O(n)); once they are more
+# than half of it, and numerous, the heap is rebuilt without them.
+_COMPACT_MIN_CANCELLED = 512
+
+
+# --------------------------------------------------------------------------------------------------
+# Pollers: the only code that knows an OS readiness API.  Each takes and returns Tornado's event bits.
+# --------------------------------------------------------------------------------------------------
+
+
+class _EPollPoller:
+    """Linux epoll, level-triggered.
+
+    Tornado's READ/WRITE/ERROR bits are epoll's EPOLLIN/EPOLLOUT/EPOLLERR|EPOLLHUP, so no translation
+    is needed.  The kernel drops an fd from the epoll set by itself once the last descriptor referring
+    to the open file is closed; unregistering it afterwards fails with EBADF or ENOENT, which means
+    "already gone" and is ignored.  select.epoll() is created with EPOLL_CLOEXEC.
+    """
+
+    __slots__ = ("_epoll",)
+
+    name = "epoll"
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+    def register(self, fd: int, events: int) -> None:
+        try:
+            self._epoll.register(fd, events)
+        except FileExistsError:
+            # The number was reused while a duplicate of the old descriptor kept it in the set.
+            self._epoll.modify(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        self._epoll.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        return self._epoll.poll(timeout)
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+class _KQueuePoller:
+    """BSD/macOS kqueue.
+
+    kqueue watches reading and writing as two separate filters, and reports a peer's hang-up as the
+    EV_EOF flag on a filter rather than as an event of its own.  A write filter reporting EOF means the
+    connection can take no more data: that is Tornado's ERROR.
+    """
+
+    __slots__ = ("_kqueue", "_active")
+
+    name = "kqueue"
+
+    def __init__(self) -> None:
+        self._kqueue = select.kqueue()  # type: ignore[attr-defined]
+        self._active: Dict[int, int] = {}
+
+    def fileno(self) -> int:
+        return self._kqueue.fileno()
+
+    def register(self, fd: int, events: int) -> None:
+        if fd in self._active:
+            raise FileExistsError(f"fd {fd} already registered")
+        self._change(fd, events, select.KQ_EV_ADD)  # type: ignore[attr-defined]
+        self._active[fd] = events
+
+    def modify(self, fd: int, events: int) -> None:
+        self.unregister(fd)
+        self.register(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        events = self._active.pop(fd, None)
+        if events is not None:
+            try:
+                self._change(fd, events, select.KQ_EV_DELETE)  # type: ignore[attr-defined]
+            except OSError:
+                pass  # closed already: the kernel removed its filters with it
+
+    def _change(self, fd: int, events: int, flags: int) -> None:
+        changes = []
+        if events & _READ:
+            changes.append(select.kevent(fd, filter=select.KQ_FILTER_READ, flags=flags))  # type: ignore[attr-defined]
+        if events & _WRITE:
+            changes.append(select.kevent(fd, filter=select.KQ_FILTER_WRITE, flags=flags))  # type: ignore[attr-defined]
+        for change in changes:
+            # One change per call: a failure on one filter must not hide whether the other applied.
+            self._kqueue.control([change], 0)
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        ready: Dict[int, int] = {}
+        for kev in self._kqueue.control(None, 1000, timeout):
+            fd = kev.ident
+            bits = ready.get(fd, 0)
+            if kev.filter == select.KQ_FILTER_READ:  # type: ignore[attr-defined]
+                bits |= _READ
+            elif kev.filter == select.KQ_FILTER_WRITE:  # type: ignore[attr-defined]
+                bits |= _ERROR if kev.flags & select.KQ_EV_EOF else _WRITE  # type: ignore[attr-defined]
+            if kev.flags & select.KQ_EV_ERROR:  # type: ignore[attr-defined]
+                bits |= _ERROR
+            ready[fd] = bits
+        return list(ready.items())
+
+    def close(self) -> None:
+        self._kqueue.close()
+
+
+class _SelectorsPoller:
+    """The portable fallback, on the selectors module's poll() (or select()) implementation.
+
+    selectors refuses to register an fd with no interest, while Tornado allows ``IOLoop.NONE``: such
+    an fd is remembered here and left out of the selector until it asks for something again.  Errors
+    and hang-ups arrive from selectors as readable/writable, which is what a stream needs to notice them.
+    """
+
+    __slots__ = ("_selector", "_interest")
+
+    name = "selectors"
+
+    def __init__(self) -> None:
+        factory = getattr(selectors, "PollSelector", selectors.SelectSelector)
+        self._selector: selectors.BaseSelector = factory()
+        self._interest: Dict[int, int] = {}
+
+    def fileno(self) -> int:
+        return -1
+
+    @staticmethod
+    def _mask(events: int) -> int:
+        mask = 0
+        if events & _READ:
+            mask |= selectors.EVENT_READ
+        if events & _WRITE:
+            mask |= selectors.EVENT_WRITE
+        return mask
+
+    def register(self, fd: int, events: int) -> None:
+        if fd in self._interest:
+            raise FileExistsError(f"fd {fd} already registered")
+        self._interest[fd] = events
+        mask = self._mask(events)
+        if mask:
+            self._selector.register(fd, mask)
+
+    def modify(self, fd: int, events: int) -> None:
+        old = self._mask(self._interest[fd])
+        new = self._mask(events)
+        self._interest[fd] = events
+        if old and new:
+            if old != new:
+                self._selector.modify(fd, new)
+        elif old:
+            self._selector.unregister(fd)
+        elif new:
+            self._selector.register(fd, new)
+
+    def unregister(self, fd: int) -> None:
+        events = self._interest.pop(fd, None)
+        if events is not None and self._mask(events):
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        result = []
+        for key, mask in self._selector.select(timeout):
+            bits = 0
+            if mask & selectors.EVENT_READ:
+                bits |= _READ
+            if mask & selectors.EVENT_WRITE:
+                bits |= _WRITE
+            result.append((key.fd, bits))
+        return result
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+_POLLERS = {"epoll": _EPollPoller, "kqueue": _KQueuePoller, "selectors": _SelectorsPoller}
+
+
+def _make_poller() -> Any:
+    choice = os.environ.get("TORNADO_LITE_POLLER", "").strip().lower()
+    if choice in ("select", "poll"):
+        choice = "selectors"
+    if choice:
+        if choice not in _POLLERS:
+            raise ValueError(f"TORNADO_LITE_POLLER={choice!r}: expected one of {sorted(_POLLERS)}")
+        return _POLLERS[choice]()
+    if hasattr(select, "epoll"):
+        return _EPollPoller()
+    if hasattr(select, "kqueue"):
+        return _KQueuePoller()
+    return _SelectorsPoller()
+
+
+class _Waker:
+    """Wakes a loop blocked in poll from another thread or a signal handler.
+
+    An eventfd where the OS has one (a counter: writes never fill it up), else a non-blocking pipe
+    whose writes are dropped when it is full — a full pipe already guarantees a wake-up.
+    """
+
+    __slots__ = ("_read_fd", "_write_fd", "_eventfd")
+
+    def __init__(self) -> None:
+        eventfd = getattr(os, "eventfd", None)
+        if eventfd is not None:
+            fd = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # type: ignore[attr-defined]
+            self._read_fd = self._write_fd = fd
+            self._eventfd = True
+        else:
+            self._read_fd, self._write_fd = os.pipe()  # close-on-exec since Python 3.4
+            os.set_blocking(self._read_fd, False)
+            os.set_blocking(self._write_fd, False)
+            self._eventfd = False
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def wake(self) -> None:
+        try:
+            if self._eventfd:
+                os.eventfd_write(self._write_fd, 1)  # type: ignore[attr-defined]
+            else:
+                os.write(self._write_fd, b"x")
+        except (BlockingIOError, OSError):
+            pass  # full (a wake-up is already pending) or closed while the loop shuts down
+
+    def consume(self, fd: Any = None, events: int = 0) -> None:
+        try:
+            while True:
+                if not os.read(self._read_fd, 4096) or self._eventfd:
+                    break
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        os.close(self._read_fd)
+        if self._write_fd != self._read_fd:
+            os.close(self._write_fd)
+
+
+class _Timeout:
+    """The handle returned by ``call_at``/``call_later``/``add_timeout``: pass it to ``remove_timeout``.
+
+    Cancelling drops the callback and its arguments at once (so what they reference is freed); the
+    heap entry itself goes when it reaches the top or when the heap is compacted.
+    """
+
+    __slots__ = ("deadline", "callback", "args")
+
+    def __init__(self, deadline: float, callback: Callable, args: tuple) -> None:
+        self.deadline = deadline
+        self.callback: Optional[Callable] = callback
+        self.args: Optional[tuple] = args
+
+    def cancel(self) -> None:
+        self.callback = None
+        self.args = None
+
+    def cancelled(self) -> bool:
+        return self.callback is None
+
+
+_local = threading.local()
+
+
+def _current_or_none() -> Optional["IOLoop"]:
+    return getattr(_local, "loop", None)
+
+
+class IOLoop(Configurable):
+    """A level-triggered I/O loop, Tornado 6's API, on its own poller (no asyncio).
+
+    Typical use is ``IOLoop.current().start()`` after registering servers, or
+    ``IOLoop.current().run_sync(main)``.  Everything except ``add_callback`` (and
+    ``add_callback_from_signal``) must be called on the loop's own thread.
+    """
+
+    NONE = 0
+    READ = _READ
+    WRITE = _WRITE
+    ERROR = _ERROR
+
+    _EPOLLIN = 0x001
+    _EPOLLPRI = 0x002
+    _EPOLLOUT = 0x004
+    _EPOLLERR = 0x008
+    _EPOLLHUP = 0x010
+    _EPOLLRDHUP = 0x2000
+    _EPOLLONESHOT = 1 << 30
+    _EPOLLET = 1 << 31
+
+    # -- configuration and the current loop ------------------------------------------------------------
+
+    @classmethod
+    def configure(cls, impl: "Union[None, str, type]", **kwargs: Any) -> None:
+        if isinstance(impl, str):
+            impl = import_object(impl)
+        if isinstance(impl, type) and not issubclass(impl, IOLoop):
+            raise ValueError("IOLoop.configure() takes a subclass of IOLoop")
+        super().configure(impl, **kwargs)
+
+    @classmethod
+    def configurable_base(cls) -> type:
+        return IOLoop
+
+    @classmethod
+    def configurable_default(cls) -> type:
+        return IOLoop
+
+    @staticmethod
+    def instance() -> "IOLoop":
+        """Deprecated alias for ``IOLoop.current()``."""
+        return IOLoop.current()
+
+    def install(self) -> None:
+        """Deprecated alias for ``make_current()``."""
+        self.make_current()
+
+    @staticmethod
+    def clear_instance() -> None:
+        """Deprecated alias for ``clear_current()``."""
+        IOLoop.clear_current()
+
+    @staticmethod
+    def current(instance: bool = True) -> Optional["IOLoop"]:  # type: ignore[misc]
+        """The thread's current loop: the running one, or the one made current; created if needed."""
+        loop = getattr(_local, "loop", None)
+        if loop is None and instance:
+            loop = IOLoop()
+        return loop
+
+    def make_current(self) -> None:
+        _local.loop = self
+
+    _make_current = make_current
+
+    @staticmethod
+    def clear_current() -> None:
+        _local.loop = None
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def initialize(self, make_current: bool = True) -> None:
+        self._poller = _make_poller()
+        self._handlers: Dict[int, Tuple[Any, Callable[[Any, int], None]]] = {}
+        self._callbacks: Deque[Tuple[Callable, tuple]] = collections.deque()
+        self._timeouts: List[Tuple[float, int, _Timeout]] = []
+        self._cancellations = 0
+        self._sequence = itertools.count()
+        self._running = False
+        self._stopped = False
+        self._closing = False
+        self._thread_ident: Optional[int] = None
+        self._executor: Optional[concurrent.futures.Executor] = None
+        # Handlers removed while a batch of events is being dispatched: their fd numbers may be reused
+        # at once, and the rest of that batch was meant for the old file.
+        self._removed_during_dispatch: set = set()
+        self._dispatching = False
+        self._waker = _Waker()
+        self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
+        self._blocking_threshold: Optional[float] = None
+        if make_current:
+            self.make_current()
+
+    def close(self, all_fds: bool = False) -> None:
+        """Frees the loop's resources; with ``all_fds``, also closes every fd still registered on it."""
+        if self._running:
+            raise RuntimeError("Cannot close a running IOLoop")
+        if self._closing:
+            return
+        self._closing = True
+        waker_fd = self._waker.fileno()
+        for fd, (fileobj, _) in list(self._handlers.items()):
+            if fd == waker_fd:
+                continue
+            self.remove_handler(fd)
+            if all_fds:
+                self.close_fd(fileobj)
+        self._handlers.clear()
+        self._poller.close()
+        self._waker.close()
+        self._callbacks.clear()
+        self._timeouts.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        if _current_or_none() is self:
+            IOLoop.clear_current()
+
+    def start(self) -> None:
+        """Runs passes until ``stop()`` is called."""
+        if self._running:
+            raise RuntimeError("This event loop is already running")
+        if self._closing:
+            raise RuntimeError("Event loop is closed")
+        previous = _current_or_none()
+        _local.loop = self
+        self._running = True
+        self._thread_ident = threading.get_ident()
+        try:
+            self._run_passes()
+        finally:
+            self._running = False
+            self._stopped = False
+            self._thread_ident = None
+            _local.loop = previous
+
+    def stop(self) -> None:
+        """Stops the loop after the current pass; a stop before ``start()`` makes the next start one pass."""
+        self._stopped = True
+        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+            self._waker.wake()
+
+    def _run_passes(self) -> None:
+        callbacks = self._callbacks
+        timeouts = self._timeouts
+        handlers = self._handlers
+        removed = self._removed_during_dispatch
+        poll = self._poller.poll
+        popleft = callbacks.popleft
+        clock = self.time
+        run_callback = self._run_callback
+        while True:
+            # Phase 1: the callbacks queued before this pass.
+            for _ in range(len(callbacks)):
+                callback, args = popleft()
+                run_callback(callback, args)
+
+            # Phase 2: due timers.
+            if timeouts:
+                now = clock()
+                while timeouts:
+                    entry = timeouts[0][2]
+                    if entry.callback is None:
+                        heapq.heappop(timeouts)
+                        self._cancellations -= 1
+                        continue
+                    if entry.deadline > now:
+                        break
+                    heapq.heappop(timeouts)
+                    callback, args = entry.callback, entry.args
+                    entry.callback = entry.args = None
+                    run_callback(callback, args)  # type: ignore[arg-type]
+
+            if self._stopped:
+                break
+
+            # Phase 3: poll, as long as nothing else is waiting.
+            if callbacks:
+                timeout = 0.0
+            elif timeouts:
+                timeout = min(max(0.0, timeouts[0][0] - clock()), _MAX_POLL_SECONDS)
+            else:
+                timeout = _MAX_POLL_SECONDS
+            try:
+                events = poll(timeout)
+            except InterruptedError:
+                continue
+
+            # Phase 4: dispatch.
+            self._dispatching = True
+            for fd, bits in events:
+                if removed and fd in removed:
+                    continue
+                handler = handlers.get(fd)
+                if handler is None:
+                    continue
+                try:
+                    handler[1](handler[0], bits)
+                except Exception:
+                    self.handle_callback_exception(handler[1])
+            self._dispatching = False
+            if removed:
+                removed.clear()
+
+    def _run_callback(self, callback: Callable, args: tuple) -> None:
+        try:
+            result = callback(*args)
+        except Exception:
+            self.handle_callback_exception(callback)
+            return
+        if result is not None:
+            self._watch_callback_result(callback, result)
+
+    def _watch_callback_result(self, callback: Callable, result: Any) -> None:
+        """A callback that returned a coroutine or future: run it, and log it if it fails."""
+        # gen sits above the loop, but a callback may be a coroutine function (Tornado's API lets
+        # any callback be one), so the runner is looked up here, lazily.
+        from tornado_lite import gen
+
+        try:
+            future = gen.convert_yielded(result)
+        except gen.BadYieldError:
+            return  # an ordinary return value: ignored, as Tornado does
+        self.add_future(future, self._discard_future_result)
+
+    def _discard_future_result(self, future: Future) -> None:
+        future.result()
+
+    def handle_callback_exception(self, callback: Any) -> None:
+        app_log.error("Exception in callback %r", callback, exc_info=True)
+
+    # -- callbacks ----------------------------------------------------------------------------------
+
+    def add_callback(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
+        """Runs ``callback`` on the next pass.  Safe from any thread; wakes a loop blocked in poll."""
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        if self._closing:
+            return
+        self._callbacks.append((callback, args))
+        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+            self._waker.wake()
+
+    def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
+        """Like ``add_callback``, for signal handlers: always wakes, since the signal may have
+        interrupted this very loop's poll (which Python would otherwise retry, still blocked)."""
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        if self._closing:
+            return
+        self._callbacks.append((callback, args))
+        self._waker.wake()
+
+    def spawn_callback(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
+        self.add_callback(callback, *args, **kwargs)
+
+    def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
+        # Called by Future when it resolves: run its done-callbacks on a later pass of this loop.
+        self._callbacks.append((callback, (future,)))
+        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+            self._waker.wake()
+
+    def add_future(
+        self,
+        future: "Union[Future[_T], concurrent.futures.Future[_T]]",
+        callback: Callable[..., None],
+    ) -> None:
+        """Runs ``callback(future)`` on this loop once ``future`` is done."""
+        if isinstance(future, Future):
+            if future._loop is None:
+                future._loop = self
+            future.add_done_callback(callback)
+        elif isinstance(future, concurrent.futures.Future):
+            future.add_done_callback(lambda f: self.add_callback(callback, f))
+        else:
+            raise TypeError(f"add_future expects a Future, got {future!r}")
+
+    def run_in_executor(self, executor: Optional[concurrent.futures.Executor], func: Callable[..., _T], *args: Any) -> "Future[_T]":
+        if executor is None:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="tornado_lite"
+                )
+            executor = self._executor
+        c_future = executor.submit(func, *args)
+        t_future: Future[_T] = Future()
+        t_future._loop = self
+        self.add_future(c_future, lambda f: chain_future(f, t_future))
+        return t_future
+
+    def set_default_executor(self, executor: concurrent.futures.Executor) -> None:
+        self._executor = executor
+
+    # -- time ---------------------------------------------------------------------------------------
+
+    def time(self) -> float:
+        """The loop's clock: monotonic seconds, the reference for ``call_at`` and ``add_timeout``."""
+        return time.monotonic()
+
+    def call_at(self, when: float, callback: Callable, *args: Any, **kwargs: Any) -> _Timeout:
+        if kwargs:
+            callback = functools.partial(callback, *args, **kwargs)
+            args = ()
+        timeout = _Timeout(when, callback, args)
+        heapq.heappush(self._timeouts, (when, next(self._sequence), timeout))
+        return timeout
+
+    def call_later(self, delay: float, callback: Callable, *args: Any, **kwargs: Any) -> _Timeout:
+        return self.call_at(self.time() + delay, callback, *args, **kwargs)
+
+    def add_timeout(
+        self, deadline: Union[float, datetime.timedelta], callback: Callable, *args: Any, **kwargs: Any
+    ) -> _Timeout:
+        if isinstance(deadline, (int, float)):
+            return self.call_at(deadline, callback, *args, **kwargs)
+        if isinstance(deadline, datetime.timedelta):
+            return self.call_at(self.time() + deadline.total_seconds(), callback, *args, **kwargs)
+        raise TypeError(f"Unsupported deadline {deadline!r}")
+
+    def remove_timeout(self, timeout: Any) -> None:
+        if not isinstance(timeout, _Timeout) or timeout.callback is None:
+            return
+        timeout.callback = timeout.args = None
+        self._cancellations += 1
+        if self._cancellations > _COMPACT_MIN_CANCELLED and self._cancellations * 2 > len(self._timeouts):
+            self._compact_timeouts()
+
+    def _compact_timeouts(self) -> None:
+        live = [entry for entry in self._timeouts if entry[2].callback is not None]
+        heapq.heapify(live)
+        # In place: the running pass holds a reference to this list.
+        self._timeouts[:] = live
+        self._cancellations = 0
+
+    # -- file descriptors ---------------------------------------------------------------------------
+
+    def split_fd(self, fd: Any) -> Tuple[int, Any]:
+        if isinstance(fd, int):
+            return fd, fd
+        return fd.fileno(), fd
+
+    def close_fd(self, fd: Any) -> None:
+        try:
+            if isinstance(fd, int):
+                os.close(fd)
+            else:
+                fd.close()
+        except OSError:
+            pass
+
+    def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
+        """Calls ``handler(fd, events)`` when ``fd`` (an int or an object with ``fileno()``) is ready."""
+        fd_num, fileobj = self.split_fd(fd)
+        if fd_num in self._handlers:
+            old = self._handlers[fd_num][0]
+            if not self._is_stale(old, fd_num):
+                raise ValueError(f"fd {fd_num} added twice")
+            # The old file was closed behind the loop's back and its number reused: drop the stale entry.
+            self.remove_handler(fd_num)
+        self._handlers[fd_num] = (fileobj, handler)
+        self._poller.register(fd_num, events | _ERROR)
+
+    @staticmethod
+    def _is_stale(old: Any, fd_num: int) -> bool:
+        if isinstance(old, int):
+            return False
+        try:
+            return old.fileno() != fd_num
+        except (OSError, ValueError):
+            return True
+
+    def update_handler(self, fd: Any, events: int) -> None:
+        fd_num, _ = self.split_fd(fd)
+        self._poller.modify(fd_num, events | _ERROR)
+
+    def remove_handler(self, fd: Any) -> None:
+        fd_num, _ = self.split_fd(fd)
+        if self._handlers.pop(fd_num, None) is None:
+            return
+        self._poller.unregister(fd_num)
+        if self._dispatching:
+            self._removed_during_dispatch.add(fd_num)
+
+    # -- running to completion ----------------------------------------------------------------------
+
+    def run_sync(self, func: Callable, timeout: Optional[float] = None) -> Any:
+        """Starts the loop, runs ``func`` (a coroutine function or plain one) and returns its result.
+
+        With ``timeout`` (seconds), raises ``TimeoutError`` when the result is not ready by then.
+        """
+        # gen sits above the loop; run_sync must turn a coroutine into a future (Tornado's API).
+        from tornado_lite.gen import convert_yielded
+
+        holder: List[Any] = [None]
+
+        def run() -> None:
+            try:
+                result = func()
+                if result is not None:
+                    result = convert_yielded(result)
+            except Exception:
+                failed: Future = Future()
+                holder[0] = failed
+                future_set_exc_info(failed, sys.exc_info())
+            else:
+                if is_future(result):
+                    holder[0] = result
+                else:
+                    done: Future = Future()
+                    done.set_result(result)
+                    holder[0] = done
+            self.add_future(holder[0], lambda future: self.stop())
+
+        self.add_callback(run)
+        timer = None
+        if timeout is not None:
+
+            def on_timeout() -> None:
+                # Cancel the work and let it unwind; if it cannot be cancelled, stop right away.
+                if holder[0] is None or not holder[0].cancel():
+                    self.stop()
+
+            timer = self.add_timeout(self.time() + timeout, on_timeout)
+        self.start()
+        if timer is not None:
+            self.remove_timeout(timer)
+        future = holder[0]
+        if future is None or future.cancelled() or not future.done():
+            raise TimeoutError("Operation timed out after %s seconds" % timeout)
+        return future.result()
+
+
+# Futures ask "which loop is current?" through this hook: the concurrent layer sits below the loop.
+_concurrent._set_loop_lookup(_current_or_none)
+
+
+class PeriodicCallback:
+    """Calls ``callback`` every ``callback_time`` milliseconds (a number, or a timedelta).
+
+    The period runs from the start of one call to the start of the next; a call that overruns skips
+    the missed slots and resumes on the original schedule.  ``jitter`` varies each period by up to
+    ``±jitter/2`` of it.  A callback returning an awaitable is awaited before the next is scheduled.
+    """
+
+    def __init__(
+        self, callback: Callable[[], Any], callback_time: Union[datetime.timedelta, float], jitter: float = 0
+    ) -> None:
+        self.callback = callback
+        if isinstance(callback_time, datetime.timedelta):
+            self.callback_time = callback_time / datetime.timedelta(milliseconds=1)
+        else:
+            if callback_time <= 0:
+                raise ValueError("Periodic callback must have a positive callback_time")
+            self.callback_time = callback_time
+        self.jitter = jitter
+        self._running = False
+        self._timeout: Optional[_Timeout] = None
+        self._next_timeout = 0.0
+
+    def start(self) -> None:
+        # The loop is looked up here, so a PeriodicCallback made on another thread can be started
+        # from an add_callback on its loop's thread.
+        self.io_loop = IOLoop.current()
+        self._running = True
+        self._next_timeout = self.io_loop.time()
+        self._schedule_next()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._timeout is not None:
+            self.io_loop.remove_timeout(self._timeout)
+            self._timeout = None
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def _run(self) -> Any:
+        if not self._running:
+            return None
+        try:
+            value = self.callback()
+        except Exception:
+            app_log.error("Exception in callback %r", self.callback, exc_info=True)
+            self._schedule_next()
+            return None
+        if value is not None and isawaitable(value):
+            return self._await_then_schedule(value)
+        self._schedule_next()
+        return None
+
+    async def _await_then_schedule(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            app_log.error("Exception in callback %r", self.callback, exc_info=True)
+        finally:
+            self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        if self._running:
+            self._update_next(self.io_loop.time())
+            self._timeout = self.io_loop.add_timeout(self._next_timeout, self._run)
+
+    def _update_next(self, current_time: float) -> None:
+        period = self.callback_time / 1000.0
+        if self.jitter:
+            period *= 1 + self.jitter * (random.random() - 0.5)
+        if self._next_timeout <= current_time:
+            missed = math.floor((current_time - self._next_timeout) / period)
+            self._next_timeout += (missed + 1) * period
+        else:
+            # The clock went backwards (or the call returned early): still move forward one period.
+            self._next_timeout += period
+
+
+__all__ = ["IOLoop", "PeriodicCallback", "TimeoutError"]
