@@ -275,7 +275,9 @@ def run_on_executor(*args: Any, **kwargs: Any) -> Callable:
     return functools.partial(decorate, executor_attr=kwargs.get("executor", "executor"))
 
 
-def chain_future(a: "Union[Future[_T], concurrent.futures.Future[_T]]", b: "Union[Future[_T], concurrent.futures.Future[_T]]") -> None:
+def chain_future(
+    a: "Union[Future[_T], concurrent.futures.Future[_T]]", b: "Union[Future[_T], concurrent.futures.Future[_T]]"
+) -> None:
     """Copy the outcome of future ``a`` onto ``b`` when ``a`` finishes (unless ``b`` is already done)."""
 
     def copy(a: Any) -> None:

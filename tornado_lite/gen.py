@@ -23,7 +23,9 @@ import typing
 from collections.abc import Generator
 from functools import singledispatch
 from inspect import isawaitable
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import (
+    Any, Awaitable, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union,
+)
 
 from tornado_lite.concurrent import (
     _FINISHED,

@@ -615,7 +615,9 @@ class IOLoop(Configurable):
         else:
             raise TypeError(f"add_future expects a Future, got {future!r}")
 
-    def run_in_executor(self, executor: Optional[concurrent.futures.Executor], func: Callable[..., _T], *args: Any) -> "Future[_T]":
+    def run_in_executor(
+        self, executor: Optional[concurrent.futures.Executor], func: Callable[..., _T], *args: Any
+    ) -> "Future[_T]":
         if executor is None:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
