@@ -38,7 +38,7 @@ from tornado_lite.concurrent import (
     future_set_exc_info,
     is_future,
 )
-from tornado_lite.log import app_log
+from tornado_lite.log import app_log, gen_log
 from tornado_lite.util import Configurable, TimeoutError as TimeoutError, import_object  # noqa: F401
 
 _T = TypeVar("_T")
@@ -327,6 +327,85 @@ class _Timeout:
         return self.callback is None
 
 
+class LoopStats:
+    """Counters an IOLoop keeps as it runs; ``IOLoop.stats()`` returns a copy."""
+
+    __slots__ = (
+        "passes",
+        "callbacks_run",
+        "events",
+        "slow_callbacks",
+        "worst_busy",
+        "current_started",
+        "handlers",
+        "timers_pending",
+        "callbacks_pending",
+    )
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.callbacks_run = 0
+        self.events = 0
+        self.slow_callbacks = 0
+        self.worst_busy = 0.0
+        self.current_started = 0.0
+        self.handlers = 0
+        self.timers_pending = 0
+        self.callbacks_pending = 0
+
+    def note_busy(self, seconds: float) -> None:
+        if seconds > self.worst_busy:
+            self.worst_busy = seconds
+
+    def snapshot(self, **extra: int) -> "LoopStats":
+        copy = LoopStats()
+        for name in self.__slots__:
+            setattr(copy, name, getattr(self, name))
+        for name, value in extra.items():
+            setattr(copy, name, value)
+        return copy
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__ if name != "current_started"}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"LoopStats({fields})"
+
+
+class _Watchdog:
+    """A daemon thread that logs the loop thread's stack while one callback blocks it too long."""
+
+    def __init__(self, loop: "IOLoop", threshold: float) -> None:
+        self._loop = loop
+        self._threshold = threshold
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tornado_lite-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _watch(self) -> None:
+        import traceback
+
+        reported = 0.0
+        while not self._stopping.wait(self._threshold / 2):
+            loop = self._loop
+            started = loop._stats.current_started
+            ident = loop._thread_ident
+            if not started or started == reported or ident is None:
+                continue
+            if time.perf_counter() - started < self._threshold:
+                continue
+            frame = sys._current_frames().get(ident)
+            if frame is None:
+                continue
+            reported = started
+            stack = "".join(traceback.format_stack(frame))
+            gen_log.warning("IOLoop blocked for more than %.3f seconds; its stack:\n%s", self._threshold, stack)
+
+
 _local = threading.local()
 
 
@@ -426,6 +505,8 @@ class IOLoop(Configurable):
         self._waker = _Waker()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
+        self._watchdog: Optional["_Watchdog"] = None
+        self._stats = LoopStats()
         if make_current:
             self.make_current()
 
@@ -448,6 +529,9 @@ class IOLoop(Configurable):
         self._waker.close()
         self._callbacks.clear()
         self._timeouts.clear()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -486,30 +570,34 @@ class IOLoop(Configurable):
         poll = self._poller.poll
         popleft = callbacks.popleft
         clock = self.time
-        run_callback = self._run_callback
+        stats = self._stats
         while True:
+            timed = self._blocking_threshold is not None
+            run_callback = self._run_callback_timed if timed else self._run_callback
+            busy_since = time.perf_counter()
+
             # Phase 1: the callbacks queued before this pass.
-            for _ in range(len(callbacks)):
+            ncallbacks = len(callbacks)
+            for _ in range(ncallbacks):
                 callback, args = popleft()
                 run_callback(callback, args)
 
-            # Phase 2: due timers.
+            # Phase 2: due timers.  They are collected first and run after, so a timer that schedules
+            # another already-due timer cannot keep this phase going forever.
             if timeouts:
-                now = clock()
-                while timeouts:
-                    entry = timeouts[0][2]
-                    if entry.callback is None:
-                        heapq.heappop(timeouts)
-                        self._cancellations -= 1
-                        continue
-                    if entry.deadline > now:
-                        break
-                    heapq.heappop(timeouts)
+                due = self._pop_due_timers(clock())
+                ncallbacks += len(due)
+                for entry in due:
                     callback, args = entry.callback, entry.args
+                    if callback is None:
+                        continue  # cancelled by an earlier timer of this same batch
                     entry.callback = entry.args = None
                     run_callback(callback, args)  # type: ignore[arg-type]
 
+            stats.passes += 1
+            stats.callbacks_run += ncallbacks
             if self._stopped:
+                stats.note_busy(time.perf_counter() - busy_since)
                 break
 
             # Phase 3: poll, as long as nothing else is waiting.
@@ -519,18 +607,26 @@ class IOLoop(Configurable):
                 timeout = min(max(0.0, timeouts[0][0] - clock()), _MAX_POLL_SECONDS)
             else:
                 timeout = _MAX_POLL_SECONDS
+            stats.note_busy(time.perf_counter() - busy_since)
             try:
                 events = poll(timeout)
             except InterruptedError:
                 continue
+            if not events:
+                continue
 
             # Phase 4: dispatch.
+            busy_since = time.perf_counter()
+            stats.events += len(events)
             self._dispatching = True
             for fd, bits in events:
                 if removed and fd in removed:
                     continue
                 handler = handlers.get(fd)
                 if handler is None:
+                    continue
+                if timed:
+                    self._run_handler_timed(handler, bits)
                     continue
                 try:
                     handler[1](handler[0], bits)
@@ -539,6 +635,84 @@ class IOLoop(Configurable):
             self._dispatching = False
             if removed:
                 removed.clear()
+            stats.note_busy(time.perf_counter() - busy_since)
+
+    # -- diagnostics: slow-callback alarm and statistics --------------------------------------------
+
+    def set_blocking_log_threshold(self, seconds: Optional[float], watchdog: bool = False) -> None:
+        """Logs a warning whenever one callback, handler or coroutine step runs longer than ``seconds``.
+
+        The warning (on ``tornado.general``) names the callback and the time it took.  With
+        ``watchdog=True``, a background thread also logs the loop thread's stack while it is still
+        blocked, so the culprit line is visible even if it never returns.  ``None`` turns it off.
+        (Tornado 4 had this method; Tornado 6 dropped it.)
+        """
+        self._blocking_threshold = seconds
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        if seconds is not None and watchdog:
+            self._watchdog = _Watchdog(self, seconds)
+
+    def set_blocking_signal_threshold(self, seconds: Optional[float], action: Any = None) -> None:
+        """Tornado 4's name for the same alarm; ``action`` is ignored (a watchdog thread logs the stack)."""
+        self.set_blocking_log_threshold(seconds, watchdog=seconds is not None)
+
+    def _run_callback_timed(self, callback: Callable, args: tuple) -> None:
+        started = time.perf_counter()
+        self._stats.current_started = started
+        try:
+            self._run_callback(callback, args)
+        finally:
+            self._stats.current_started = 0.0
+            self._warn_if_slow(callback, time.perf_counter() - started)
+
+    def _run_handler_timed(self, handler: Tuple[Any, Callable], bits: int) -> None:
+        started = time.perf_counter()
+        self._stats.current_started = started
+        try:
+            handler[1](handler[0], bits)
+        except Exception:
+            self.handle_callback_exception(handler[1])
+        finally:
+            self._stats.current_started = 0.0
+            self._warn_if_slow(handler[1], time.perf_counter() - started)
+
+    def _warn_if_slow(self, callback: Any, elapsed: float) -> None:
+        threshold = self._blocking_threshold
+        if threshold is not None and elapsed > threshold:
+            self._stats.slow_callbacks += 1
+            gen_log.warning("Blocked the IOLoop for %.3f seconds in %r", elapsed, callback)
+
+    def stats(self, reset_interval: bool = True) -> "LoopStats":
+        """A snapshot of the loop's counters (cheap; always kept).
+
+        ``worst_busy`` is the longest the loop went without polling since the previous snapshot (the
+        worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
+        """
+        snapshot = self._stats.snapshot(
+            handlers=len(self._handlers) - 1,
+            timers_pending=len(self._timeouts) - self._cancellations,
+            callbacks_pending=len(self._callbacks),
+        )
+        if reset_interval:
+            self._stats.worst_busy = 0.0
+        return snapshot
+
+    def _pop_due_timers(self, now: float) -> List[_Timeout]:
+        timeouts = self._timeouts
+        due = []
+        while timeouts:
+            entry = timeouts[0][2]
+            if entry.callback is None:
+                heapq.heappop(timeouts)
+                self._cancellations -= 1
+                continue
+            if entry.deadline > now:
+                break
+            heapq.heappop(timeouts)
+            due.append(entry)
+        return due
 
     def _run_callback(self, callback: Callable, args: tuple) -> None:
         try:
@@ -855,4 +1029,4 @@ class PeriodicCallback:
             self._next_timeout += period
 
 
-__all__ = ["IOLoop", "PeriodicCallback", "TimeoutError"]
+__all__ = ["IOLoop", "LoopStats", "PeriodicCallback", "TimeoutError"]
