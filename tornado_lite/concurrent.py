@@ -283,6 +283,10 @@ def chain_future(
     def copy(a: Any) -> None:
         if b.done():
             return
+        if a.cancelled():
+            # Tornado 6.6: cancellation propagates (a.exception() would raise CancelledError here).
+            b.cancel()
+            return
         if hasattr(a, "exc_info") and a.exc_info() is not None:  # pragma: no cover - Tornado 4 futures
             future_set_exc_info(b, a.exc_info())
             return
