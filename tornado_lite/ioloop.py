@@ -908,6 +908,7 @@ class IOLoop(Configurable):
         from tornado_lite.gen import convert_yielded
 
         holder: List[Any] = [None]
+        timed_out: List[bool] = []
 
         def run() -> None:
             try:
@@ -932,6 +933,7 @@ class IOLoop(Configurable):
         if timeout is not None:
 
             def on_timeout() -> None:
+                timed_out.append(True)
                 # Cancel the work and let it unwind; if it cannot be cancelled, stop right away.
                 if holder[0] is None or not holder[0].cancel():
                     self.stop()
@@ -942,7 +944,10 @@ class IOLoop(Configurable):
             self.remove_timeout(timer)
         future = holder[0]
         if future is None or future.cancelled() or not future.done():
-            raise TimeoutError("Operation timed out after %s seconds" % timeout)
+            if timed_out:
+                raise TimeoutError("Operation timed out after %s seconds" % timeout)
+            # Tornado's wording: stop() was called (or the work was cancelled) before it finished.
+            raise RuntimeError("Event loop stopped before Future completed.")
         return future.result()
 
 
