@@ -248,6 +248,11 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., "Future[Any]"]:
             result = context.run(func, *args, **kwargs)
         except (Return, StopIteration) as stop:
             result = _value_of(stop)
+        except CancelledError:
+            # As with a task, a coroutine that raises CancelledError is cancelled, not failed.
+            cancelled: Future = Future()
+            cancelled.cancel()
+            return cancelled
         except Exception:
             failed: Future = Future()
             future_set_exc_info(failed, sys.exc_info())
