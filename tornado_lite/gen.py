@@ -351,7 +351,8 @@ class _MultiWaiter:
                 values.append(future.result())
             except Exception as exc:
                 if result.done():
-                    if not isinstance(exc, self.quiet):
+                    # A cancelled child counts as a failure but, as in Tornado, is never logged.
+                    if not isinstance(exc, (CancelledError, self.quiet)):
                         app_log.error("Multiple exceptions in yield list", exc_info=True)
                 else:
                     future_set_exc_info(result, sys.exc_info())
