@@ -396,11 +396,14 @@ def with_timeout(
     timeout: Union[float, datetime.timedelta],
     future: _Yieldable,
     quiet_exceptions: "Union[Type[Exception], Tuple[Type[Exception], ...]]" = (),
+    *,
+    message: Union[None, str, Callable[[], str]] = None,
 ) -> Future:
     """A future that follows ``future`` but fails with ``TimeoutError`` at ``timeout``.
 
     ``timeout`` is a deadline on ``IOLoop.time()`` or a timedelta from now.  The wrapped future is not
     cancelled; if it later fails, the error is logged unless it is one of ``quiet_exceptions``.
+    ``message`` (a string, or a function called only on timeout) replaces the default "Timeout".
     """
     inner = convert_yielded(future)
     outer: Future = Future()
@@ -418,7 +421,11 @@ def with_timeout(
 
     def on_timeout() -> None:
         if not outer.done():
-            outer.set_exception(TimeoutError("Timeout"))
+            if message is None:
+                text = "Timeout"
+            else:
+                text = message() if callable(message) else message
+            outer.set_exception(TimeoutError(text))
         future_add_done_callback(inner, log_late_failure)
 
     handle = loop.add_timeout(timeout, on_timeout)
