@@ -265,7 +265,7 @@ class _Waker:
     whose writes are dropped when it is full — a full pipe already guarantees a wake-up.
     """
 
-    __slots__ = ("_read_fd", "_write_fd", "_eventfd")
+    __slots__ = ("_read_fd", "_write_fd", "_eventfd", "_closed")
 
     def __init__(self) -> None:
         eventfd = getattr(os, "eventfd", None)
@@ -278,11 +278,14 @@ class _Waker:
             os.set_blocking(self._read_fd, False)
             os.set_blocking(self._write_fd, False)
             self._eventfd = False
+        self._closed = False
 
     def fileno(self) -> int:
         return self._read_fd
 
     def wake(self) -> None:
+        if self._closed:
+            return  # never write to a closed fd: its number may already belong to another file
         try:
             if self._eventfd:
                 os.eventfd_write(self._write_fd, 1)  # type: ignore[attr-defined]
@@ -300,6 +303,7 @@ class _Waker:
             pass
 
     def close(self) -> None:
+        self._closed = True
         os.close(self._read_fd)
         if self._write_fd != self._read_fd:
             os.close(self._write_fd)
