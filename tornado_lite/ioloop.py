@@ -28,6 +28,7 @@ import selectors
 import sys
 import threading
 import time
+import warnings
 from inspect import isawaitable
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar, Union
 
@@ -760,7 +761,10 @@ class IOLoop(Configurable):
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
         """Like ``add_callback``, for signal handlers: always wakes, since the signal may have
-        interrupted this very loop's poll (which Python would otherwise retry, still blocked)."""
+        interrupted this very loop's poll (which Python would otherwise retry, still blocked).
+
+        Deprecated, as in Tornado 6.6 (which warns the same way); it keeps working."""
+        warnings.warn("add_callback_from_signal is deprecated", DeprecationWarning, stacklevel=2)
         if kwargs:
             callback = functools.partial(callback, *args, **kwargs)
             args = ()
