@@ -1,0 +1,165 @@
+"""The benchmark echo server, written once and run on each stack by swapping imports.
+
+The line echo is the documentation's TCPServer example (``read_until(b"\\n")`` then
+``await stream.write``); the bulk echo is the same loop with ``read_bytes(65536, partial=True)``.
+``--stack`` picks where ``IOLoop``/``TCPServer``/``StreamClosedError`` come from:
+
+  tornado_lite     tornado_lite's own loop
+  tornado          Tornado 6 on asyncio's default loop
+  tornado-uvloop   Tornado 6 on uvloop
+  asyncio-streams  not Tornado at all: the same echo on ``asyncio.start_server`` (a comparison column)
+
+The server binds 127.0.0.1 on an ephemeral port, prints ``LISTENING <port>`` on stdout and runs
+until it is killed (the driver sends SIGTERM).  If the stack cannot be imported it prints
+``IMPORT-FAILED <reason>`` and exits with status 3, so the driver can show "n/a" for that column.
+
+This file is benchmark scaffolding: it may import tornado, uvloop and asyncio.  tornado_lite itself
+never does.
+"""
+
+import argparse
+import socket
+import ssl
+import sys
+import typing
+
+BACKLOG = 1024  # the same on every stack, so a burst of connects never overflows into SYN retries
+IMPORT_FAILED_STATUS = 3
+
+
+def load_tornado_api(stack: str) -> typing.Tuple[typing.Any, typing.Any, typing.Any, typing.Any]:
+    """Return (IOLoop, TCPServer, StreamClosedError, bind_sockets) from the chosen stack."""
+    if stack == "tornado_lite":
+        from tornado_lite.ioloop import IOLoop
+        from tornado_lite.iostream import StreamClosedError
+        from tornado_lite.netutil import bind_sockets
+        from tornado_lite.tcpserver import TCPServer
+    elif stack in ("tornado", "tornado-uvloop"):
+        if stack == "tornado-uvloop":
+            import asyncio
+
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        from tornado.ioloop import IOLoop  # type: ignore[no-redef]
+        from tornado.iostream import StreamClosedError  # type: ignore[no-redef]
+        from tornado.netutil import bind_sockets  # type: ignore[no-redef]
+        from tornado.tcpserver import TCPServer  # type: ignore[no-redef]
+    else:
+        raise ValueError(f"unknown stack {stack!r}")
+    return IOLoop, TCPServer, StreamClosedError, bind_sockets
+
+
+def run_tornado_style(stack: str, mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
+    IOLoop, TCPServer, StreamClosedError, bind_sockets = load_tornado_api(stack)
+
+    class EchoServer(TCPServer):  # type: ignore[misc, valid-type]
+        async def handle_stream(self, stream: typing.Any, address: typing.Any) -> None:
+            while True:
+                try:
+                    data = await stream.read_until(b"\n")
+                    await stream.write(data)
+                except StreamClosedError:
+                    break
+
+    class BulkEchoServer(TCPServer):  # type: ignore[misc, valid-type]
+        async def handle_stream(self, stream: typing.Any, address: typing.Any) -> None:
+            while True:
+                try:
+                    data = await stream.read_bytes(65536, partial=True)
+                    await stream.write(data)
+                except StreamClosedError:
+                    break
+
+    server_class = BulkEchoServer if mode == "bulk" else EchoServer
+    loop = IOLoop.current()
+    sockets = bind_sockets(0, "127.0.0.1", family=socket.AF_INET, backlog=BACKLOG)
+    server = server_class(ssl_options=ssl_ctx)
+    server.add_sockets(sockets)
+    announce(sockets[0].getsockname()[1])
+    loop.start()
+
+
+def run_asyncio_streams(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
+    import asyncio
+
+    async def line_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.readuntil(b"\n")
+                writer.write(data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def bulk_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        handler = bulk_echo if mode == "bulk" else line_echo
+        server = await asyncio.start_server(
+            handler, "127.0.0.1", 0, family=socket.AF_INET, backlog=BACKLOG, ssl=ssl_ctx
+        )
+        announce(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()  # run until killed
+
+    asyncio.run(main())
+
+
+def announce(port: int) -> None:
+    sys.stdout.write(f"LISTENING {port}\n")
+    sys.stdout.flush()
+
+
+def make_ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+def main(argv: typing.Optional[typing.List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--stack", required=True, choices=["tornado_lite", "tornado", "tornado-uvloop", "asyncio-streams"]
+    )
+    parser.add_argument("--mode", default="line", choices=["line", "bulk"])
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
+    parser.add_argument("--check", action="store_true", help="only import the stack, then exit")
+    args = parser.parse_args(argv)
+
+    ssl_ctx = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
+    if args.stack != "asyncio-streams":
+        try:
+            load_tornado_api(args.stack)
+        except Exception as e:  # an unfinished or broken stack is a "n/a" column, not a crash
+            sys.stdout.write(f"IMPORT-FAILED {type(e).__name__}: {e}\n")
+            sys.stdout.flush()
+            return IMPORT_FAILED_STATUS
+    if args.check:
+        sys.stdout.write("IMPORT-OK\n")
+        return 0
+    try:
+        if args.stack == "asyncio-streams":
+            run_asyncio_streams(args.mode, ssl_ctx)
+        else:
+            run_tornado_style(args.stack, args.mode, ssl_ctx)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
