@@ -1,0 +1,162 @@
+"""pytest plugin for `make compat`, copied into each work directory as ``conftest.py``.
+
+It sits between pytest and Tornado's copied test modules and does four things, all driven by
+environment variables that ``run_compat.py`` sets for each module it runs:
+
+* deselects the tests listed in ``COMPAT_EXCLUDE`` (a JSON object ``{nodeid: reason}``) and the
+  placeholder tests of Tornado's abstract base test classes (Tornado's own runner hides those too);
+* writes one JSON line per event to ``COMPAT_RESULTS``, flushed at once, so that the results of a
+  run that is killed for hanging survive up to the test that hung;
+* bounds every test in time (``COMPAT_TEST_TIMEOUT`` seconds) with a real-time interval timer, so
+  one hung test fails by itself instead of taking its whole module with it;
+* dumps the stacks of all threads into ``COMPAT_DUMP`` on SIGUSR1, which the runner sends before
+  killing a module that overran its own time limit.
+
+It mirrors the logging set-up of Tornado's ``runtests.py`` (the access log is silenced), so that a
+test behaves here as it does in Tornado's own runner.  It must never decide a test's outcome.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import os
+import signal
+import typing
+
+import pytest
+
+_ABSTRACT_WRAPPER = "AbstractBaseWrapper"  # class made by tornado.test.util.abstract_base_test
+
+_results_file: typing.IO[str] | None = None
+_dump_file: typing.IO[str] | None = None
+_outcomes: dict[str, dict[str, typing.Any]] = {}
+
+
+class CompatTestTimeout(BaseException):
+    """Raised from the interval timer when one test overruns.
+
+    A BaseException so that a test's own ``except Exception`` cannot swallow it.
+    """
+
+
+def _emit(**record: typing.Any) -> None:
+    if _results_file is not None:
+        _results_file.write(json.dumps(record) + "\n")
+        _results_file.flush()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _results_file, _dump_file
+    # Tornado's runtests.py does the same: the access log is noise, not a test failure.
+    logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
+    path = os.environ.get("COMPAT_RESULTS")
+    if path:
+        _results_file = open(path, "a", encoding="utf-8")
+    dump = os.environ.get("COMPAT_DUMP")
+    if dump:
+        _dump_file = open(dump, "w", encoding="utf-8")
+        faulthandler.register(signal.SIGUSR1, file=_dump_file, all_threads=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _results_file is not None:
+        _emit(event="session_end")
+        _results_file.close()
+
+
+def _excluded() -> dict[str, str]:
+    path = os.environ.get("COMPAT_EXCLUDE")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return typing.cast(dict[str, str], json.load(f))
+
+
+def _is_abstract_placeholder(item: pytest.Item) -> bool:
+    cls = getattr(item, "cls", None)
+    return cls is not None and cls.__qualname__.endswith(_ABSTRACT_WRAPPER)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    excluded = _excluded()
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if _is_abstract_placeholder(item):
+            dropped.append(item)
+            _emit(event="abstract", nodeid=item.nodeid)
+        elif item.nodeid in excluded:
+            dropped.append(item)
+            _emit(event="excluded", nodeid=item.nodeid, reason=excluded[item.nodeid])
+        else:
+            keep.append(item)
+            _emit(event="collected", nodeid=item.nodeid)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _emit(event="collect_error", nodeid=report.nodeid, message=_last_error_line(report))
+
+
+def _on_alarm(signum: int, frame: typing.Any) -> None:
+    raise CompatTestTimeout(f"test exceeded {os.environ.get('COMPAT_TEST_TIMEOUT')} s (compat per-test limit)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> typing.Generator[None, None, None]:
+    _emit(event="start", nodeid=item.nodeid)
+    limit = float(os.environ.get("COMPAT_TEST_TIMEOUT", "0") or 0)
+    previous = None
+    if limit > 0:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        if limit > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    outcome = _outcomes.pop(item.nodeid, None) or {"outcome": "error", "message": "no report"}
+    _emit(event="result", nodeid=item.nodeid, **outcome)
+
+
+def _last_error_line(report: typing.Any) -> str:
+    """The most telling one-line summary of a failure, for grouping failures by cause."""
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        text = str(crash.message)
+    else:
+        text = str(getattr(report, "longreprtext", "") or report.longrepr or "")
+        lines = [line for line in text.splitlines() if line.startswith("E ")]
+        text = lines[-1][1:].strip() if lines else (text.strip().splitlines() or [""])[-1]
+    return text.strip()[:400]
+
+
+def _crash_location(report: typing.Any) -> str:
+    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    if crash is None:
+        return ""
+    return f"{os.path.basename(str(crash.path))}:{crash.lineno}"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Fold the setup / call / teardown (and subtest) reports of one test into one outcome."""
+    current = _outcomes.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0})
+    current["duration"] = round(current["duration"] + (report.duration or 0.0), 3)
+    if report.skipped and current["outcome"] == "passed":
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        current.update(outcome="skipped", message=str(reason)[:300])
+    elif report.failed and current["outcome"] not in ("failed", "error"):
+        outcome = "failed" if report.when == "call" else "error"
+        current.update(
+            outcome=outcome,
+            when=report.when,
+            message=_last_error_line(report),
+            where=_crash_location(report),
+        )

@@ -1,0 +1,671 @@
+"""`make compat`: run Tornado 6.6.1's own tests and API snapshot against tornado_lite.
+
+Tornado (pinned, installed in a scratch venv) is used only as the source of the tests and of the
+modules tornado_lite does not replace (tornado.web, tornado.httpclient, tornado.escape ...).  For
+each in-scope test module this script:
+
+1. copies it into a work directory, rewriting every reference to a core module
+   (``tornado.ioloop``, ``from tornado import gen``, ``"tornado.iostream.X"`` in strings handed to
+   ``mock.patch`` or to a subprocess ...) to ``tornado_lite``; Tornado's test helpers
+   (``tornado.test.util``) are copied and rewritten the same way, so that their ``AsyncTestCase``
+   runs on tornado_lite's loop;
+2. runs it with pytest in its own process, bounded in time (per test and per module), so that a
+   hang fails that module instead of the run;
+3. counts, per module, the tests collected, passed, failed, errored, skipped and excluded
+   (``exclusions.txt`` lists each excluded test with its reason), and prints / writes the figures
+   as JSON and as a Markdown table.
+
+``--impl tornado`` runs the very same copies against real Tornado (no core rewrite): everything
+not excluded must pass there, which proves the harness and the exclusion list right.
+
+The API part runs Tornado's own describer (``tornado.test.api_test``) on each
+``tornado_lite.<module>`` and compares the names with ``api.txt`` (see ``api_compare.py``).
+
+Run it with the scratch venv's interpreter (``make compat`` does)::
+
+    .venv-compat/bin/python tests/compat/run_compat.py [--impl lite|tornado] [--poller both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import typing
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PINNED_TORNADO = "6.6.1"
+
+# The areas tornado_lite replaces.  Their test modules are run; references to them are rewritten.
+CORE_MODULES = (
+    "ioloop iostream tcpserver tcpclient netutil process concurrent gen locks queues testing util log options"
+).split()
+# Longest-running first, so that a parallel run finishes sooner.
+TEST_MODULES = (
+    "iostream gen ioloop tcpclient locks queues testing util options log process concurrent netutil tcpserver"
+).split()
+PACKAGE = "compat_tests"  # the package the copies live in, in place of tornado.test
+SUPPORT_MODULES = ("util", "resolve_test_helper")  # tornado.test helpers the tests import
+DATA_SUFFIXES = (".crt", ".key", ".cfg")
+EXCLUSION_CATEGORIES = ("asyncio", "http")
+POLLER_ENV = "TORNADO_LITE_POLLER"
+
+# Adaptations applied to the lite copies only, each for a documented, intended difference
+# (docs/differences.md).  They change what a test expects, never whether it runs.
+LITE_ADAPTATIONS = (
+    (
+        re.compile(r"\basyncio\.CancelledError\b"),
+        "concurrent.futures.CancelledError",
+        "asyncio.CancelledError -> concurrent.futures.CancelledError: tornado_lite has no asyncio, "
+        "its cancellations raise concurrent.futures.CancelledError (docs/differences.md)",
+    ),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewriting
+# ---------------------------------------------------------------------------------------------
+
+_CORE_ALT = "|".join(CORE_MODULES)
+_CORE_REF = re.compile(r"(?<![\w.])tornado\.(" + _CORE_ALT + r")(?!\w)")
+_PACKAGE_ATTR = re.compile(r"(?<![\w.])tornado\.(version_info|version)(?!\w)")
+_TEST_PACKAGE = re.compile(r"(?<![\w.])tornado\.test(?=\.)")
+_FROM_TORNADO = re.compile(r"^(?P<indent>[ \t]*)from tornado import (?P<names>[\w ,]+?)[ \t]*$", re.M)
+_IMPORT_TORNADO = re.compile(r"^(?P<indent>[ \t]*)import tornado[ \t]*$", re.M)
+
+
+def _split_from_import(match: re.Match[str]) -> str:
+    indent = match.group("indent")
+    names = [n.strip() for n in match.group("names").split(",") if n.strip()]
+    core = [n for n in names if n.split(" as ")[0].strip() in CORE_MODULES]
+    other = [n for n in names if n not in core]
+    lines = []
+    if other:
+        lines.append(f"{indent}from tornado import {', '.join(other)}")
+    if core:
+        lines.append(f"{indent}from tornado_lite import {', '.join(core)}")
+    return "\n".join(lines)
+
+
+def rewrite_source(text: str, impl: str) -> str:
+    """Point a copied test module at the copies' package and, for lite, at tornado_lite."""
+    text = _TEST_PACKAGE.sub(PACKAGE, text)
+    if impl != "lite":
+        return text
+    text = _FROM_TORNADO.sub(_split_from_import, text)
+    text = _IMPORT_TORNADO.sub(lambda m: f"{m.group(0)}\n{m.group('indent')}import tornado_lite", text)
+    text = _CORE_REF.sub(r"tornado_lite.\1", text)
+    text = _PACKAGE_ATTR.sub(r"tornado_lite.\1", text)
+    for pattern, replacement, _why in LITE_ADAPTATIONS:
+        text = pattern.sub(replacement, text)
+    if "concurrent.futures.CancelledError" in text and not re.search(r"^import concurrent\.futures$", text, re.M):
+        text = "import concurrent.futures\n" + text
+    _check_no_core_left(text)
+    return text
+
+
+def _check_no_core_left(text: str) -> None:
+    """Fail loudly if an import shape the rewriter does not know left a core module on Tornado."""
+    for match in re.finditer(r"^[ \t]*from tornado import (.*)$", text, re.M):
+        names = {n.split(" as ")[0].strip(" ()") for n in match.group(1).split("#")[0].split(",")}
+        if names & set(CORE_MODULES):
+            raise SystemExit(f"cannot rewrite {match.group(0).strip()!r}: extend rewrite_source()")
+
+
+# tornado.test.util defines AsyncHTTP(S)TestCase on top of tornado.testing's.  tornado_lite has no
+# HTTP layer, so its testing module may lack them; the tests that use them are all excluded, but
+# the classes must still exist for the copied modules to import.
+_HTTP_BASES_SHIM = '''
+
+class _NoHTTPLayer:
+    """Stands in for an HTTP test base that the implementation under test does not provide."""
+
+    def setUp(self):
+        raise RuntimeError("this implementation's testing module has no HTTP test case")
+
+
+def _http_base(name):
+    return getattr(_testing_under_test, name, None) or type(name, (_NoHTTPLayer,), {})
+
+'''
+
+
+def rewrite_util(text: str, impl: str) -> str:
+    """The copy of tornado.test.util, with its HTTP test bases made optional."""
+    text = rewrite_source(text, impl)
+    testing = "tornado_lite.testing" if impl == "lite" else "tornado.testing"
+    replaced = 0
+    for name in ("AsyncHTTPSTestCase", "AsyncHTTPTestCase"):
+        pattern = re.compile(r"^(class %s\()%s\.%s," % (name, re.escape(testing), name), re.M)
+        text, n = pattern.subn(r'\1_http_base("%s"),' % name, text)
+        replaced += n
+    if replaced != 2:
+        raise SystemExit("tornado/test/util.py has changed shape: cannot make its HTTP bases optional")
+    first_class = text.index("\nclass ")
+    shim = f"\n_testing_under_test = {testing}\n" + _HTTP_BASES_SHIM
+    return text[:first_class] + shim + text[first_class:]
+
+
+def tornado_test_dir() -> str:
+    import tornado
+    import tornado.test
+
+    if tornado.version != PINNED_TORNADO:
+        print(f"warning: Tornado {tornado.version} installed, the compat suite is pinned to {PINNED_TORNADO}")
+    return os.path.dirname(os.path.abspath(tornado.test.__file__))
+
+
+def prepare_work_dir(work: str, impl: str) -> str:
+    """Write the rewritten copies for one implementation; returns the directory to run in."""
+    src = tornado_test_dir()
+    root = os.path.join(work, impl)
+    shutil.rmtree(root, ignore_errors=True)
+    pkg = os.path.join(root, PACKAGE)
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, "__init__.py"), "w", encoding="utf-8") as f:
+        f.write(f'"""Tornado {PINNED_TORNADO} tests, rewritten for {impl} by tests/compat/run_compat.py."""\n')
+    for name in os.listdir(src):
+        if name.endswith(DATA_SUFFIXES):
+            shutil.copy(os.path.join(src, name), pkg)
+        if name.endswith(".cfg"):  # options config files are Python: they import from the tests
+            with open(os.path.join(src, name), encoding="utf-8") as f:
+                text = f.read()
+            with open(os.path.join(pkg, name), "w", encoding="utf-8") as f:
+                f.write(rewrite_source(text, impl))
+    for mod in SUPPORT_MODULES + tuple(f"{m}_test" for m in TEST_MODULES):
+        with open(os.path.join(src, mod + ".py"), encoding="utf-8") as f:
+            text = f.read()
+        text = rewrite_util(text, impl) if mod == "util" else rewrite_source(text, impl)
+        with open(os.path.join(pkg, mod + ".py"), "w", encoding="utf-8") as f:
+            f.write(text)
+    shutil.copy(os.path.join(HERE, "compat_conftest.py"), os.path.join(root, "conftest.py"))
+    with open(os.path.join(root, "pytest.ini"), "w", encoding="utf-8") as f:
+        # Tornado's runtests.py makes warnings errors, except deprecations raised outside Tornado.
+        f.write(
+            textwrap.dedent(
+                r"""
+                [pytest]
+                addopts = -p no:cacheprovider -q
+                filterwarnings =
+                    error
+                    ignore::ImportWarning
+                    ignore::pytest.PytestCollectionWarning
+                    ignore::DeprecationWarning
+                    error::DeprecationWarning:tornado(_lite)?(\..*)?
+                    ignore::PendingDeprecationWarning
+                    error::PendingDeprecationWarning:tornado(_lite)?(\..*)?
+                """
+            ).lstrip()
+        )
+    os.makedirs(os.path.join(root, "results"), exist_ok=True)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Exclusions
+# ---------------------------------------------------------------------------------------------
+
+
+def load_exclusions(path: str) -> dict[str, str]:
+    """``{"<module>_test.py::Class::test": "category: reason"}``; rejects a line without a reason."""
+    excluded: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(None, 1)
+            test_id = parts[0]
+            reason = parts[1].strip() if len(parts) > 1 else ""
+            category = reason.split(":", 1)[0]
+            if test_id.count("::") != 2 or category not in EXCLUSION_CATEGORIES or ":" not in reason:
+                raise SystemExit(
+                    f"{path}:{lineno}: expected '<module>_test.py::Class::test  "
+                    f"<{'|'.join(EXCLUSION_CATEGORIES)}>: <reason>'"
+                )
+            if test_id in excluded:
+                raise SystemExit(f"{path}:{lineno}: {test_id} listed twice")
+            excluded[test_id] = reason
+    return excluded
+
+
+def module_of(test_id: str) -> str:
+    return test_id.split("::", 1)[0].rsplit("/", 1)[-1][: -len("_test.py")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+class ModuleRun(typing.NamedTuple):
+    module: str
+    poller: str
+    events: list[dict[str, typing.Any]]
+    returncode: int | None  # None: killed for overrunning its time limit
+    elapsed: float
+    stderr_tail: str
+    hang_dump: str
+
+
+def _read_events(path: str) -> list[dict[str, typing.Any]]:
+    events = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    pass  # a line cut short by a kill
+    return events
+
+
+def run_module(
+    root: str,
+    module: str,
+    poller: str,
+    excluded: dict[str, str],
+    test_timeout: float,
+    module_timeout: float,
+    collect_only: bool = False,
+) -> ModuleRun:
+    tag = f"{module}.{poller}" + (".collect" if collect_only else "")
+    results = os.path.join(root, "results", tag + ".jsonl")
+    dump = os.path.join(root, "results", tag + ".stacks.txt")
+    exclude_file = os.path.join(root, "results", tag + ".exclude.json")
+    for path in (results, dump):
+        if os.path.exists(path):
+            os.remove(path)
+    with open(exclude_file, "w", encoding="utf-8") as f:
+        json.dump({f"{PACKAGE}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
+        COMPAT_RESULTS=results,
+        COMPAT_DUMP=dump,
+        COMPAT_EXCLUDE=exclude_file,
+        COMPAT_TEST_TIMEOUT=str(test_timeout),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.pop(POLLER_ENV, None)
+    if poller != "default":
+        env[POLLER_ENV] = poller
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"{PACKAGE}/{module}_test.py"]
+    if collect_only:
+        cmd.append("--collect-only")
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, so a kill takes its children too
+    )
+    returncode: int | None
+    try:
+        _, err = proc.communicate(timeout=module_timeout)
+        returncode = proc.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)  # ask faulthandler for the stacks of the hang
+            time.sleep(1.0)
+        except ProcessLookupError:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, err = proc.communicate()
+        returncode = None
+    elapsed = time.monotonic() - start
+    hang = ""
+    if returncode is None and os.path.exists(dump):
+        with open(dump, encoding="utf-8", errors="replace") as f:
+            hang = f.read()[-6000:]
+    tail = err.decode("utf-8", "replace")[-3000:]
+    return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting
+# ---------------------------------------------------------------------------------------------
+
+
+def short_id(nodeid: str) -> str:
+    return nodeid[len(PACKAGE) + 1 :] if nodeid.startswith(PACKAGE + "/") else nodeid
+
+
+def summarize(run: ModuleRun, expected: set[str], excluded: dict[str, str]) -> dict[str, typing.Any]:
+    """Per-module counts.  Tests that Tornado's copy has but this run never ran are errors."""
+    results: dict[str, dict[str, typing.Any]] = {}
+    collected: set[str] = set()
+    excluded_here: dict[str, str] = {}
+    collect_errors: list[str] = []
+    started: list[str] = []
+    for ev in run.events:
+        kind = ev.get("event")
+        if kind == "collected":
+            collected.add(short_id(ev["nodeid"]))
+        elif kind == "excluded":
+            excluded_here[short_id(ev["nodeid"])] = ev["reason"]
+        elif kind == "collect_error":
+            collect_errors.append(ev.get("message", ""))
+        elif kind == "start":
+            started.append(short_id(ev["nodeid"]))
+        elif kind == "result":
+            results[short_id(ev["nodeid"])] = ev
+    all_tests = expected | collected
+    counts = collections.Counter()
+    failures: list[dict[str, str]] = []
+    hung = next((t for t in reversed(started) if t not in results), None)
+    for test in sorted(all_tests):
+        ev = results.get(test)
+        if ev is None:
+            if run.returncode is None:
+                why = f"module killed after {run.elapsed:.0f}s" + (" (hung in this test)" if test == hung else "")
+            elif collect_errors:
+                why = "not collected: " + collect_errors[0]
+            else:
+                why = f"not run (pytest exit {run.returncode})"
+            counts["errors"] += 1
+            failures.append({"test": test, "outcome": "error", "message": why, "where": ""})
+            continue
+        outcome = ev["outcome"]
+        counts[{"passed": "passed", "failed": "failed", "skipped": "skipped"}.get(outcome, "errors")] += 1
+        if outcome in ("failed", "error"):
+            failures.append(
+                {"test": test, "outcome": outcome, "message": ev.get("message", ""), "where": ev.get("where", "")}
+            )
+    expected_excluded = {t: r for t, r in excluded.items() if module_of(t) == run.module}
+    notes = []
+    if run.returncode is None:
+        notes.append(f"killed after {run.elapsed:.0f}s" + (f", hung in {hung}" if hung else ""))
+    if collect_errors:
+        notes.append("collection error: " + collect_errors[0])
+    skipped_reasons = sorted(
+        {f"{short_id(ev['nodeid'])}: {ev.get('message', '')}" for ev in results.values() if ev["outcome"] == "skipped"}
+    )
+    return {
+        "module": run.module,
+        "poller": run.poller,
+        "collected": len(all_tests) + len(expected_excluded),
+        "excluded": len(expected_excluded),
+        "passed": counts["passed"],
+        "failed": counts["failed"],
+        "errors": counts["errors"],
+        "skipped": counts["skipped"],
+        "seconds": round(run.elapsed, 1),
+        "notes": notes,
+        "excluded_tests": expected_excluded,
+        "skipped_tests": skipped_reasons,
+        "failures": failures,
+        "hang_stacks": run.hang_dump,
+        "stderr_tail": run.stderr_tail if (run.returncode not in (0, 1) or collect_errors) else "",
+    }
+
+
+def expected_tests(root: str, modules: list[str], excluded: dict[str, str], jobs: int) -> dict[str, set[str]]:
+    """The runnable (non-excluded, non-abstract) test ids of each module, from Tornado's copy."""
+    expected: dict[str, set[str]] = {}
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        runs = list(pool.map(lambda m: run_module(root, m, "default", excluded, 0, 120, collect_only=True), modules))
+    for run in runs:
+        ids = {short_id(ev["nodeid"]) for ev in run.events if ev.get("event") == "collected"}
+        seen_excluded = {short_id(ev["nodeid"]) for ev in run.events if ev.get("event") == "excluded"}
+        stale = {t for t in excluded if module_of(t) == run.module} - seen_excluded
+        if stale:
+            raise SystemExit(
+                f"exclusions.txt lists tests that Tornado's {run.module}_test.py does not have: {sorted(stale)}"
+            )
+        if not ids:
+            raise SystemExit(f"could not collect Tornado's own {run.module}_test.py:\n{run.stderr_tail}")
+        expected[run.module] = ids
+    return expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = ("collected", "excluded", "passed", "failed", "errors", "skipped")
+
+
+def _totals(rows: list[dict[str, typing.Any]]) -> dict[str, int]:
+    return {c: sum(r[c] for r in rows) for c in COLUMNS}
+
+
+def _rate(t: dict[str, int]) -> str:
+    runnable = t["collected"] - t["excluded"]
+    return f"{100.0 * t['passed'] / runnable:.1f}%" if runnable else "n/a"
+
+
+def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> None:
+    for poller in pollers:
+        mine = [r for r in rows if r["poller"] == poller]
+        print(f"\n== tests: impl={impl}, poller={poller}")
+        print(f"{'module':<12}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'secs':>8}  notes")
+        for r in mine:
+            print(
+                f"{r['module']:<12}"
+                + "".join(f"{r[c]:>10}" for c in COLUMNS)
+                + f"{r['seconds']:>8}  "
+                + "; ".join(r["notes"])
+            )
+        t = _totals(mine)
+        print(f"{'TOTAL':<12}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   pass rate of runnable: {_rate(t)}")
+
+
+def print_exclusions(rows: list[dict[str, typing.Any]]) -> None:
+    seen: dict[str, str] = {}
+    for r in rows:
+        seen.update(r["excluded_tests"])
+    if seen:
+        print(f"\n== excluded tests ({len(seen)}), with reasons")
+        for test, why in sorted(seen.items()):
+            print(f"  {test}  --  {why}")
+
+
+def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for r in rows:
+        for f in r["failures"]:
+            key = re.sub(r"0x[0-9a-f]+|\d+", "N", f["message"])[:160]
+            groups[key].append(f"{f['test']} [{r['poller']}]")
+    if not groups:
+        return
+    print(f"\n== failures and errors, grouped by message ({sum(len(v) for v in groups.values())})")
+    for key, tests in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
+        print(f"  {len(tests):>4} x {key}")
+        for t in tests[:4]:
+            print(f"         {t}")
+        if len(tests) > 4:
+            print(f"         ... and {len(tests) - 4} more")
+    for r in rows:
+        if r["hang_stacks"]:
+            print(f"\n== stacks of {r['module']} [{r['poller']}] when killed (last lines)")
+            print(textwrap.indent(r["hang_stacks"][-2000:], "    "))
+
+
+def markdown(report: dict[str, typing.Any]) -> str:
+    out = [f"<!-- written by tests/compat/run_compat.py ({report['impl']}); do not edit -->", ""]
+    out.append(f"Tornado {report['tornado']} test suite against `{report['target']}`:")
+    for poller in report["pollers"]:
+        rows = [r for r in report["tests"] if r["poller"] == poller]
+        t = _totals(rows)
+        out += [
+            "",
+            f"Poller: **{poller}** — {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass "
+            f"({_rate(t)}; {t['skipped']} skipped by the tests themselves)",
+            "",
+        ]
+        out.append("| module | " + " | ".join(COLUMNS) + " |")
+        out.append("|---" * (len(COLUMNS) + 1) + "|")
+        for r in rows:
+            out.append(f"| {r['module']} | " + " | ".join(str(r[c]) for c in COLUMNS) + " |")
+        out.append("| **total** | " + " | ".join(f"**{t[c]}**" for c in COLUMNS) + " |")
+    api = report.get("api")
+    if api:
+        out += ["", f"Public API (`api.txt` of Tornado {report['tornado']}): {api['summary']}", ""]
+        out.append("| module | names | present | same signature | missing |")
+        out.append("|---|---|---|---|---|")
+        for m in api["modules"]:
+            out.append(f"| {m['module']} | {m['names']} | {m['present']} | {m['same']} | {len(m['missing'])} |")
+    out += [
+        "",
+        "Excluded tests (asyncio-specific or needing the HTTP layer) and their reasons: "
+        "`tests/compat/exclusions.txt`; intended differences: `docs/differences.md`.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# API
+# ---------------------------------------------------------------------------------------------
+
+
+def run_api(impl: str, timeout: float) -> dict[str, typing.Any] | None:
+    cmd = [sys.executable, os.path.join(HERE, "api_compare.py"), "--json", "--impl", impl]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        print("\n== API: api_compare.py timed out")
+        return None
+    sys.stdout.write(proc.stderr)
+    if proc.returncode != 0:
+        print(f"\n== API: api_compare.py failed ({proc.returncode})")
+        return None
+    return typing.cast(dict[str, typing.Any], json.loads(proc.stdout))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--impl",
+        choices=("lite", "tornado"),
+        default="lite",
+        help="lite: rewrite the core to tornado_lite (default); tornado: run the copies on real Tornado",
+    )
+    parser.add_argument(
+        "--poller",
+        choices=("default", "selectors", "both"),
+        default="both",
+        help=f"tornado_lite poller(s) to run under (sets {POLLER_ENV}); ignored for --impl tornado",
+    )
+    parser.add_argument("--modules", default="", help="comma-separated subset of: " + ",".join(TEST_MODULES))
+    parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
+    parser.add_argument("--test-timeout", type=float, default=20.0, help="seconds one test may take (default 20)")
+    parser.add_argument(
+        "--module-timeout", type=float, default=0.0, help="seconds one module may take (default: 30 + 1 per test)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=540.0,
+        help="seconds for all test runs together; later modules get what is left (default 540)",
+    )
+    parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
+    parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"))
+    parser.add_argument("--no-api", action="store_true", help="skip the API comparison")
+    parser.add_argument("--no-tests", action="store_true", help="only the API comparison")
+    parser.add_argument("--failures", type=int, default=25, help="failure groups to print (default 25)")
+    parser.add_argument("--report-dir", default="", help="also write compat-report.{json,md} here (e.g. docs)")
+    args = parser.parse_args(argv)
+
+    modules = [m.strip() for m in args.modules.split(",") if m.strip()] or list(TEST_MODULES)
+    unknown = set(modules) - set(TEST_MODULES)
+    if unknown:
+        parser.error(f"unknown modules: {sorted(unknown)}")
+    pollers = (
+        ["default"]
+        if args.impl == "tornado"
+        else (["default", "selectors"] if args.poller == "both" else [args.poller])
+    )
+    import tornado
+
+    report: dict[str, typing.Any] = {
+        "impl": args.impl,
+        "target": "tornado_lite" if args.impl == "lite" else f"tornado {tornado.version}",
+        "tornado": tornado.version,
+        "pollers": pollers,
+        "modules": modules,
+        "adaptations": [why for _p, _r, why in LITE_ADAPTATIONS] if args.impl == "lite" else [],
+        "tests": [],
+    }
+    started = time.monotonic()
+    exit_code = 0
+    if not args.no_tests:
+        excluded = load_exclusions(args.exclusions)
+        tornado_root = prepare_work_dir(args.work, "tornado")
+        expected = expected_tests(tornado_root, modules, excluded, max(1, args.jobs))
+        root = tornado_root if args.impl == "tornado" else prepare_work_dir(args.work, "lite")
+        print(
+            f"compat: {sum(map(len, expected.values()))} runnable tests of Tornado {tornado.version} in "
+            f"{len(modules)} modules ({len(excluded)} excluded), impl={args.impl}, pollers={','.join(pollers)}"
+        )
+        for why in report["adaptations"]:
+            print(f"  adaptation: {why}")
+        deadline = time.monotonic() + args.budget
+        jobs = [(p, m) for p in pollers for m in modules]
+
+        def one(job: tuple[str, str]) -> dict[str, typing.Any]:
+            poller, module = job
+            limit = args.module_timeout or 30.0 + len(expected[module])
+            limit = min(limit, max(5.0, deadline - time.monotonic()))
+            run = run_module(root, module, poller, excluded, args.test_timeout, limit)
+            row = summarize(run, expected[module], excluded)
+            print(
+                f"  {module:<10} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
+                f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
+                f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
+                flush=True,
+            )
+            return row
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            rows = list(pool.map(one, jobs))
+        rows.sort(key=lambda r: (pollers.index(r["poller"]), TEST_MODULES.index(r["module"])))
+        report["tests"] = rows
+        print_tables(rows, pollers, args.impl)
+        print_exclusions(rows)
+        print_failures(rows, args.failures)
+        if any(r["failed"] or r["errors"] for r in rows):
+            exit_code = 1
+    if not args.no_api:
+        api = run_api(args.impl, 300)
+        report["api"] = api
+        if api is None:
+            exit_code = exit_code or 1
+    report["seconds"] = round(time.monotonic() - started, 1)
+    os.makedirs(args.work, exist_ok=True)
+    out_dirs = [args.work] + ([args.report_dir] if args.report_dir else [])
+    for d in out_dirs:
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "compat-report.json"), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+        with open(os.path.join(d, "compat-report.md"), "w", encoding="utf-8") as f:
+            f.write(markdown(report))
+    print(
+        f"\ncompat: done in {report['seconds']}s; report in "
+        + ", ".join(os.path.join(os.path.relpath(d, REPO), "compat-report.{json,md}") for d in out_dirs)
+    )
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
