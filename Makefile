@@ -29,5 +29,24 @@ lint: $(STAMP)
 	$(PY) -m mypy tornado_lite
 	@if [ -f ../shared/tools/check_layers.py ]; then $(PY) ../shared/tools/check_layers.py . ; fi
 
+# Tornado 6.6.1's own test suite and API snapshot against tornado_lite, on both pollers, in a scratch
+# venv where Tornado is only the source of the tests and of the modules tornado_lite does not replace.
+# IMPL=tornado runs the same copies on real Tornado (checks the harness and the exclusions).
+# COMPAT_ARGS: more options of tests/compat/run_compat.py, e.g. --modules gen,locks --poller selectors.
+COMPAT_VENV := .venv-compat
+COMPAT_PY := $(COMPAT_VENV)/bin/python
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+IMPL ?= lite
+COMPAT_ARGS ?=
+
+$(COMPAT_STAMP): setup.cfg setup.py tests/compat/requirements.txt
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install -q --upgrade pip
+	$(COMPAT_PY) -m pip install -q -r tests/compat/requirements.txt -e .
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(COMPAT_PY) tests/compat/run_compat.py --impl $(IMPL) --report-dir docs/compat $(COMPAT_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -653,7 +653,15 @@ def main(argv: list[str] | None = None) -> int:
             exit_code = exit_code or 1
     report["seconds"] = round(time.monotonic() - started, 1)
     os.makedirs(args.work, exist_ok=True)
-    out_dirs = [args.work] + ([args.report_dir] if args.report_dir else [])
+    out_dirs = [args.work]
+    if args.report_dir:
+        # Only a complete run on tornado_lite is worth publishing next to the README.
+        complete = args.impl == "lite" and len(pollers) == 2 and modules == list(TEST_MODULES)
+        complete = complete and not args.no_tests and not args.no_api
+        if complete:
+            out_dirs.append(os.path.join(REPO, args.report_dir))
+        else:
+            print(f"(partial or sanity run: {args.report_dir} left as it was)")
     for d in out_dirs:
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "compat-report.json"), "w", encoding="utf-8") as f:
