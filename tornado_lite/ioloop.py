@@ -447,7 +447,8 @@ class IOLoop(Configurable):
         if isinstance(impl, str):
             impl = import_object(impl)
         if isinstance(impl, type) and not issubclass(impl, IOLoop):
-            raise ValueError("IOLoop.configure() takes a subclass of IOLoop")
+            # RuntimeError, as Tornado raises for a class that is not one of its loops.
+            raise RuntimeError("IOLoop.configure() takes a subclass of IOLoop")
         super().configure(impl, **kwargs)
 
     @classmethod
