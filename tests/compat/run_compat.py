@@ -320,7 +320,7 @@ def run_module(
     except subprocess.TimeoutExpired:
         try:
             os.kill(proc.pid, signal.SIGUSR1)  # ask faulthandler for the stacks of the hang
-            time.sleep(1.0)
+            time.sleep(0.1)  # faulthandler writes from the signal handler itself: no need to wait long
         except ProcessLookupError:
             pass
         try:
@@ -333,7 +333,7 @@ def run_module(
     hang = ""
     if returncode is None and os.path.exists(dump):
         with open(dump, encoding="utf-8", errors="replace") as f:
-            hang = f.read()[-6000:]
+            hang = f.read()[:20000]
     tail = err.decode("utf-8", "replace")[-3000:]
     return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
 
@@ -477,25 +477,45 @@ def print_exclusions(rows: list[dict[str, typing.Any]]) -> None:
             print(f"  {test}  --  {why}")
 
 
-def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
-    groups: dict[str, list[str]] = collections.defaultdict(list)
+def failure_groups(rows: list[dict[str, typing.Any]]) -> list[dict[str, typing.Any]]:
+    """Failures grouped by their message (numbers and addresses blurred), pollers merged per test."""
+    groups: dict[str, dict[str, dict[str, typing.Any]]] = collections.defaultdict(dict)
     for r in rows:
         for f in r["failures"]:
-            key = re.sub(r"0x[0-9a-f]+|\d+", "N", f["message"])[:160]
-            groups[key].append(f"{f['test']} [{r['poller']}]")
+            first_line = (f["message"].strip().splitlines() or [""])[0]
+            key = re.sub(r"0x[0-9a-f]+|\d+(\.\d+)?", "N", first_line)[:200]
+            entry = groups[key].setdefault(f["test"], {"test": f["test"], "pollers": [], "where": f["where"]})
+            entry["pollers"].append(r["poller"])
+    out = [{"message": key, "tests": list(tests.values())} for key, tests in groups.items()]
+    out.sort(key=lambda g: (-len(g["tests"]), g["message"]))
+    return out
+
+
+def _hang_excerpt(dump: str, frames: int = 14) -> str:
+    """The innermost frames of each thread (faulthandler lists the most recent call first)."""
+    blocks = re.split(r"\n(?=(?:Thread|Current thread) 0x)", dump.strip())
+    return "\n".join("\n".join(b.splitlines()[: frames + 1]) for b in blocks)
+
+
+def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
+    groups = failure_groups(rows)
     if not groups:
         return
-    print(f"\n== failures and errors, grouped by message ({sum(len(v) for v in groups.values())})")
-    for key, tests in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:limit]:
-        print(f"  {len(tests):>4} x {key}")
-        for t in tests[:4]:
-            print(f"         {t}")
-        if len(tests) > 4:
-            print(f"         ... and {len(tests) - 4} more")
+    total = sum(len(g["tests"]) for g in groups)
+    print(f"\n== failing tests ({total}), grouped by message")
+    for g in groups[:limit]:
+        print(f"  {len(g['tests']):>4} x {g['message']}")
+        for t in g["tests"][:5]:
+            where = f"  at {t['where']}" if t["where"] else ""
+            print(f"         {t['test']} [{','.join(t['pollers'])}]{where}")
+        if len(g["tests"]) > 5:
+            print(f"         ... and {len(g['tests']) - 5} more")
+    if len(groups) > limit:
+        print(f"  ... and {len(groups) - limit} more groups (compat-report.json has them all)")
     for r in rows:
         if r["hang_stacks"]:
-            print(f"\n== stacks of {r['module']} [{r['poller']}] when killed (last lines)")
-            print(textwrap.indent(r["hang_stacks"][-2000:], "    "))
+            print(f"\n== {r['module']} [{r['poller']}] when killed: innermost frames of each thread")
+            print(textwrap.indent(_hang_excerpt(r["hang_stacks"]), "    "))
 
 
 def markdown(report: dict[str, typing.Any]) -> str:
@@ -641,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = list(pool.map(one, jobs))
         rows.sort(key=lambda r: (pollers.index(r["poller"]), TEST_MODULES.index(r["module"])))
         report["tests"] = rows
+        report["failure_groups"] = failure_groups(rows)
         print_tables(rows, pollers, args.impl)
         print_exclusions(rows)
         print_failures(rows, args.failures)
