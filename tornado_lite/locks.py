@@ -176,6 +176,7 @@ class Condition(_TimeoutGarbageCollector):
                 continue
             chosen.append(waiter)
             n -= 1
+        self._pop_dead_head()
         for waiter in chosen:
             _grant(waiter, True)
 
@@ -289,6 +290,7 @@ class Semaphore(_TimeoutGarbageCollector):
                 if self._dead:
                     self._dead -= 1
                 continue
+            self._pop_dead_head()
             _grant(waiter, self._releaser)
             return
         self._value += 1
