@@ -79,6 +79,7 @@ def _is_abstract_placeholder(item: pytest.Item) -> bool:
     return cls is not None and cls.__qualname__.endswith(_ABSTRACT_WRAPPER)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     excluded = _excluded()
     keep: list[pytest.Item] = []
