@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Coroutine, Generator
 from typing import Any, Callable, List, Optional, Tuple, Type, Union
 
-from tornado_lite import gen
+from tornado_lite import gen, netutil
 from tornado_lite.concurrent import CancelledError, Future
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import app_log
@@ -45,33 +45,16 @@ from tornado_lite.log import app_log
 _ExcInfo = Tuple[Optional[Type[BaseException]], Optional[BaseException], Optional[types.TracebackType]]
 _TestMethod = Callable[..., Union[Generator, Coroutine]]
 
-# netutil.bind_sockets's default backlog; a test server is never short of room in its queue.
-_LISTEN_BACKLOG = 128
-
 _DEFAULT_ASYNC_TEST_TIMEOUT = 5
 
 
 def bind_unused_port(reuse_port: bool = False, address: str = "127.0.0.1") -> Tuple[socket.socket, int]:
     """Binds a listening, non-blocking IPv4 socket to a free port on ``address``.
 
-    Returns ``(socket, port)``.  ``address`` is used as given (``"localhost"`` is not resolved to
-    several addresses); ``reuse_port`` sets ``SO_REUSEPORT``.
+    Returns ``(socket, port)``.  ``address`` defaults to ``127.0.0.1`` rather than ``localhost``, so
+    the test never depends on how the name resolves; ``reuse_port`` sets ``SO_REUSEPORT``.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        if os.name != "nt":
-            # Lets a test rebind a port whose earlier connections linger in TIME_WAIT.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            if not hasattr(socket, "SO_REUSEPORT"):
-                raise ValueError("the platform doesn't support SO_REUSEPORT")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setblocking(False)
-        sock.bind((address, 0))
-        sock.listen(_LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
+    sock = netutil.bind_sockets(0, address, family=socket.AF_INET, reuse_port=reuse_port)[0]
     return sock, sock.getsockname()[1]
 
 
