@@ -575,7 +575,7 @@ class IOLoop(Configurable):
         removed = self._removed_during_dispatch
         poll = self._poller.poll
         popleft = callbacks.popleft
-        clock = self.time
+        clock = time.monotonic  # the heap's clock (see time())
         stats = self._stats
         while True:
             timed = self._blocking_threshold is not None
@@ -819,19 +819,29 @@ class IOLoop(Configurable):
     # -- time ---------------------------------------------------------------------------------------
 
     def time(self) -> float:
-        """The loop's clock: monotonic seconds, the reference for ``call_at`` and ``add_timeout``."""
-        return time.monotonic()
+        """The loop's clock, the reference for ``call_at`` and ``add_timeout``: ``time.time()``, as in Tornado.
+
+        Code written for Tornado says ``add_timeout(time.time() + 5, f)``, so that is the clock callers
+        see.  Timers themselves wait on the monotonic clock: an absolute deadline becomes a delay when
+        it is scheduled (as Tornado hands asyncio a delay), so a later step of the wall clock does not
+        move a timer already scheduled.
+        """
+        return time.time()
 
     def call_at(self, when: float, callback: Callable, *args: Any, **kwargs: Any) -> _Timeout:
+        return self._push_timer(time.monotonic() + (when - time.time()), callback, args, kwargs)
+
+    def call_later(self, delay: float, callback: Callable, *args: Any, **kwargs: Any) -> _Timeout:
+        return self._push_timer(time.monotonic() + delay, callback, args, kwargs)
+
+    def _push_timer(self, deadline: float, callback: Callable, args: tuple, kwargs: dict) -> _Timeout:
+        # deadline is on the monotonic clock.
         if kwargs:
             callback = functools.partial(callback, *args, **kwargs)
             args = ()
-        timeout = _Timeout(when, callback, args)
-        heapq.heappush(self._timeouts, (when, next(self._sequence), timeout))
+        timeout = _Timeout(deadline, callback, args)
+        heapq.heappush(self._timeouts, (deadline, next(self._sequence), timeout))
         return timeout
-
-    def call_later(self, delay: float, callback: Callable, *args: Any, **kwargs: Any) -> _Timeout:
-        return self.call_at(self.time() + delay, callback, *args, **kwargs)
 
     def add_timeout(
         self, deadline: Union[float, datetime.timedelta], callback: Callable, *args: Any, **kwargs: Any
@@ -839,7 +849,7 @@ class IOLoop(Configurable):
         if isinstance(deadline, (int, float)):
             return self.call_at(deadline, callback, *args, **kwargs)
         if isinstance(deadline, datetime.timedelta):
-            return self.call_at(self.time() + deadline.total_seconds(), callback, *args, **kwargs)
+            return self.call_later(deadline.total_seconds(), callback, *args, **kwargs)
         raise TypeError(f"Unsupported deadline {deadline!r}")
 
     def remove_timeout(self, timeout: Any) -> None:
