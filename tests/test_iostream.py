@@ -1,0 +1,621 @@
+"""IOStream, PipeIOStream and BaseIOStream over real file descriptors.
+
+Every stream kind is exercised through the same pairs: TCP over IPv4 and IPv6 (when the machine has
+it), Unix-domain sockets, socketpairs and pipes.  A pair is (reader, writer); for sockets both ends
+can do both.  Each test runs on a fresh IOLoop, bounded by a timeout.
+"""
+
+import errno
+import logging
+import os
+import re
+import socket
+import struct
+import sys
+import tempfile
+
+import pytest
+
+from tornado_lite import gen
+from tornado_lite.concurrent import Future
+from tornado_lite.ioloop import IOLoop
+from tornado_lite.iostream import (
+    IOStream,
+    PipeIOStream,
+    StreamBufferFullError,
+    StreamClosedError,
+    UnsatisfiableReadError,
+)
+
+TIMEOUT = 10
+
+
+def _has_ipv6() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HAS_IPV6 = _has_ipv6()
+SOCKET_KINDS = ["tcp4", "tcp6", "unix", "socketpair"]
+ALL_KINDS = SOCKET_KINDS + ["pipe"]
+
+
+@pytest.fixture
+def io_loop():
+    loop = IOLoop(make_current=True)
+    yield loop
+    loop.close(all_fds=True)
+    IOLoop.clear_current()
+
+
+def run(loop, func, timeout=TIMEOUT):
+    return loop.run_sync(func, timeout=timeout)
+
+
+async def _accepting(listener: socket.socket) -> socket.socket:
+    """Waits on the loop (not blocking it) for one connection on ``listener``."""
+    loop = IOLoop.current()
+    accepted: Future = Future()
+
+    def on_ready(fd, events):
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        loop.remove_handler(listener)
+        accepted.set_result(conn)
+
+    listener.setblocking(False)
+    loop.add_handler(listener, on_ready, IOLoop.READ)
+    return await accepted
+
+
+async def make_pair(kind: str, **kwargs):
+    """(reader, writer) streams of the given kind, connected to each other."""
+    if kind == "pipe":
+        r, w = os.pipe()
+        return PipeIOStream(r, **kwargs), PipeIOStream(w, **kwargs)
+    if kind == "socketpair":
+        a, b = socket.socketpair()
+        return IOStream(a, **kwargs), IOStream(b, **kwargs)
+    if kind == "tcp6" and not HAS_IPV6:
+        pytest.skip("IPv6 is not available on this machine")
+    tmpdir = None
+    if kind == "unix":
+        tmpdir = tempfile.mkdtemp()
+        address = os.path.join(tmpdir, "sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+    else:
+        family, host = (socket.AF_INET, "127.0.0.1") if kind == "tcp4" else (socket.AF_INET6, "::1")
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.bind((host, 0))
+        address = listener.getsockname()
+    listener.listen(8)
+    try:
+        client = IOStream(socket.socket(listener.family, socket.SOCK_STREAM), **kwargs)
+        connecting = client.connect(address)
+        conn = await _accepting(listener)
+        assert (await connecting) is client
+    finally:
+        listener.close()
+        if tmpdir is not None:
+            os.unlink(address)
+            os.rmdir(tmpdir)
+    return IOStream(conn, **kwargs), client
+
+
+def close_all(*streams):
+    for s in streams:
+        s.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_read_methods_basic(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            ws.write(b"hel")
+            ws.write(b"lo world\r\n")
+            assert await rs.read_until(b" ") == b"hello "
+            assert await rs.read_bytes(3) == b"wor"
+            assert await rs.read_until_regex(rb"\r?\n") == b"ld\r\n"
+            ws.write(b"0123456789")
+            buf = bytearray(4)
+            assert await rs.read_into(buf) == 4
+            assert bytes(buf) == b"0123"
+            assert await rs.read_bytes(100, partial=True) == b"456789"
+            ws.write(b"tail")
+            ws.close()
+            assert await rs.read_until_close() == b"tail"
+            assert rs.closed()
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_read_waits_for_data(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            fut = rs.read_until(b"\n")
+            assert rs.reading()
+            assert not fut.done()
+            await gen.sleep(0.01)
+            assert not fut.done()
+            ws.write(b"abc")
+            await gen.sleep(0.01)
+            assert not fut.done()
+            ws.write(b"def\nextra")
+            assert await fut == b"abcdef\n"
+            assert not rs.reading()
+            assert await rs.read_bytes(5) == b"extra"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["socketpair", "pipe"])
+def test_delimiter_split_across_chunks(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            fut = rs.read_until(b"\r\n\r\n")
+            for piece in [b"head", b"er\r", b"\n", b"\r", b"\n", b"body"]:
+                await ws.write(piece)
+                await gen.sleep(0.002)
+            assert await fut == b"header\r\n\r\n"
+            assert await rs.read_bytes(4) == b"body"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_completes_inline_from_buffer(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            await ws.write(b"line one\nline two\n")
+            first = await rs.read_until(b"\n")
+            assert first == b"line one\n"
+            # The second line is already buffered: the future is resolved before read_until returns.
+            fut = rs.read_until(b"\n")
+            assert fut.done() and fut.result() == b"line two\n"
+            # A write to an idle socket reaches the kernel inside write().
+            wfut = ws.write(b"x" * 1000)
+            assert wfut.done() and wfut.result() is None
+            assert not ws.writing()
+            assert await rs.read_bytes(1000) == b"x" * 1000
+            # Zero-length reads finish at once.
+            assert rs.read_bytes(0).result() == b""
+            assert rs.read_into(bytearray()).result() == 0
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "pipe"])
+def test_read_bytes_partial(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            fut = rs.read_bytes(50, partial=True)
+            ws.write(b"hello")
+            assert await fut == b"hello"
+            fut = rs.read_bytes(3, partial=True)
+            ws.write(b"world")
+            assert await fut == b"wor"
+            assert await rs.read_bytes(0, partial=True) == b""
+            assert await rs.read_bytes(10, partial=True) == b"ld"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "unix", "pipe"])
+def test_read_into(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            buf = bytearray(10)
+            fut = rs.read_into(buf)
+            ws.write(b"hello")
+            await gen.sleep(0.01)
+            assert rs.reading() and not fut.done()
+            ws.write(b"world!!")
+            assert await fut == 10
+            assert bytes(buf) == b"helloworld"
+            # What is left in the buffer goes first.
+            fut = rs.read_into(buf)
+            ws.write(b"1234567890")
+            assert await fut == 10
+            assert bytes(buf) == b"!!12345678"
+            # Partial: resolves with what is there.
+            fut = rs.read_into(buf, partial=True)
+            assert await fut == 2
+            assert bytes(buf[:2]) == b"90"
+            fut = rs.read_into(buf, partial=True)
+            ws.write(b"abc")
+            assert await fut == 3
+            assert bytes(buf[:3]) == b"abc"
+            # The caller may resize its buffer afterwards: no view of it is left alive.
+            del buf[:]
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_read_until_regex_semantics(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            ws.write(b"abc\nxyz\n")
+            assert await rs.read_until(b"\n") == b"abc\n"
+            # ^ anchors at the read position, as if the consumed data were gone.
+            assert await rs.read_until_regex(rb"^xyz") == b"xyz"
+            assert await rs.read_until_regex(re.compile(rb"\n").pattern) == b"\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_large_read_until_is_not_quadratic(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            for _ in range(4096):
+                ws.write(b"A" * 1024)
+            ws.write(b"\r\n")
+            data = await rs.read_until(b"\r\n")
+            assert len(data) == 4096 * 1024 + 2
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main, timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "pipe"])
+def test_small_reads_from_large_buffer(io_loop, kind):
+    # With a 10 KB buffer, 100 KB in flight is read a little at a time, never all at once.
+    async def main():
+        rs, ws = await make_pair(kind, max_buffer_size=10 * 1024)
+        try:
+            ws.write((b"a" * 1023 + b"\n") * 100)
+            for _ in range(50):
+                assert await rs.read_bytes(1024) == b"a" * 1023 + b"\n"
+            for _ in range(50):
+                assert await rs.read_until(b"\n", max_bytes=4096) == b"a" * 1023 + b"\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_second_read_while_reading_raises(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            fut = rs.read_bytes(1)
+            with pytest.raises(AssertionError, match="Already reading"):
+                rs.read_until(b"\n")
+            ws.write(b"x")
+            assert await fut == b"x"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_big_write_to_slow_reader(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            payload = os.urandom(1 << 16) * 64  # 4 MB, more than any kernel buffer here
+            wfut = ws.write(payload)
+            assert not wfut.done()
+            assert ws.writing()
+            received = bytearray()
+            while len(received) < len(payload):
+                received += await rs.read_bytes(65536, partial=True)
+                await gen.sleep(0)
+            assert received == payload
+            await wfut
+            assert not ws.writing()
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main, timeout=30)
+
+
+def test_write_types(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            await ws.write(b"")
+            await ws.write(bytearray(b"ba"))
+            await ws.write(memoryview(b"mv-xyz")[:2])
+            typed = memoryview(struct.pack("<4I", 1, 2, 3, 4)).cast("I")
+            await ws.write(typed)  # counted in bytes, not items
+            assert await rs.read_bytes(4 + 16) == b"bamv" + struct.pack("<4I", 1, 2, 3, 4)
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_write_futures_resolve_in_order(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            big = b"z" * (8 << 20)
+            futures = [ws.write(big), ws.write(b"small"), ws.write(b"")]
+            assert not any(f.done() for f in futures)
+            order = []
+            for i, f in enumerate(futures):
+                f.add_done_callback(lambda _f, i=i: order.append(i))
+            assert await rs.read_bytes(len(big) + 5) == big + b"small"
+            await gen.multi(futures)
+            assert order == [0, 1, 2]
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main, timeout=30)
+
+
+def test_bytearray_resizable_after_large_write(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            data = bytearray(b"x" * 10000)
+            fut = rs.read_bytes(len(data))
+            await ws.write(data)
+            assert await fut == bytes(data)
+            del data[:]  # no view of it may remain
+            data = bytearray(b"y" * (10 << 20))
+            wfut = ws.write(data)
+            assert ws.writing()
+            ws.close()
+            with pytest.raises(StreamClosedError):
+                await wfut
+            del data[:]
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main, timeout=30)
+
+
+def test_write_while_connecting(io_loop):
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        stream = IOStream(socket.socket())
+        connect_fut = stream.connect(listener.getsockname())
+        write_fut = stream.write(b"early bird\n")
+        assert not connect_fut.done()
+        done_order = []
+        connect_fut.add_done_callback(lambda f: done_order.append("connect"))
+        write_fut.add_done_callback(lambda f: done_order.append("write"))
+        conn = await _accepting(listener)
+        listener.close()
+        server = IOStream(conn)
+        try:
+            assert await server.read_until(b"\n") == b"early bird\n"
+            await write_fut
+            assert done_order == ["connect", "write"]
+        finally:
+            close_all(server, stream)
+
+    run(io_loop, main)
+
+
+def test_max_write_buffer_size(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair", max_write_buffer_size=1 << 20)
+        try:
+            with pytest.raises(StreamBufferFullError):
+                ws.write(b"x" * ((1 << 20) + 1))
+            # Fill the kernel, then the buffer up to the limit; one more byte is refused.
+            while ws.write(b"y" * 65536).done():
+                pass
+            while len(ws._write_buffer) + 65536 <= 1 << 20:
+                ws.write(b"y" * 65536)
+            with pytest.raises(StreamBufferFullError):
+                ws.write(b"y" * 65536)
+            assert not ws.closed()
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+# --------------------------------------------------------------------------------------------------
+# Connecting, closing, options
+# --------------------------------------------------------------------------------------------------
+
+
+def test_connect_refused(io_loop):
+    async def main():
+        # A port that was just free: bind, note it, close without listening.
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        address = probe.getsockname()
+        probe.close()
+        stream = IOStream(socket.socket())
+        closed = []
+        stream.set_close_callback(lambda: closed.append(True))
+        with pytest.raises(StreamClosedError) as info:
+            await stream.connect(address)
+        assert isinstance(stream.error, ConnectionRefusedError)
+        assert isinstance(info.value.real_error, ConnectionRefusedError)
+        await gen.sleep(0)
+        assert closed == [True]
+        assert stream.closed()
+
+    run(io_loop, main)
+
+
+def test_connect_error_raised_by_connect_call(io_loop):
+    async def main():
+        stream = IOStream(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        # A Unix socket path that does not exist fails inside connect() itself.
+        with pytest.raises(StreamClosedError) as info:
+            await stream.connect(os.path.join(tempfile.gettempdir(), "no-such-dir-xyz", "sock"))
+        assert isinstance(stream.error, FileNotFoundError)
+        assert info.value.real_error is stream.error
+        assert stream.closed()
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_close_callback_runs_once_after_futures_fail(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        events = []
+        rs.set_close_callback(lambda: events.append("callback"))
+        fut = rs.read_bytes(10)
+        fut.add_done_callback(lambda f: events.append("read failed"))
+        ws.close()
+        with pytest.raises(StreamClosedError):
+            await fut
+        await gen.sleep(0.01)
+        rs.close()
+        rs.close()
+        await gen.sleep(0.01)
+        assert events == ["read failed", "callback"]
+        assert rs.closed()
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_idle_stream_notices_peer_close(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        closed: Future = Future()
+        rs.set_close_callback(lambda: closed.set_result(True))
+        ws.write(b"a")
+        assert await rs.read_bytes(1) == b"a"
+        ws.close()
+        assert await closed
+        assert rs.closed()
+
+    run(io_loop, main)
+
+
+def test_operations_on_closed_stream(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        ws.write(b"buffered")
+        assert await rs.read_bytes(2) == b"bu"
+        rs.close()
+        with pytest.raises(StreamClosedError):
+            rs.write(b"x")
+        # A read the buffer satisfies still works on a closed stream, others fail at once.
+        assert await rs.read_bytes(3) == b"ffe"
+        with pytest.raises(StreamClosedError):
+            rs.read_bytes(10)
+        ws.close()
+
+    run(io_loop, main)
+
+
+def test_reading_writing_closed_flags_and_fileno(io_loop):
+    async def main():
+        a, b = socket.socketpair()
+        rs, ws = IOStream(a), IOStream(b)
+        assert rs.fileno() is a
+        assert not rs.reading() and not rs.writing() and not rs.closed()
+        r, w = os.pipe()
+        ps = PipeIOStream(r)
+        assert ps.fileno() == r
+        close_all(rs, ws, ps)
+        os.close(w)
+        assert rs.closed() and ps.closed()
+
+    run(io_loop, main)
+
+
+def test_set_nodelay(io_loop):
+    async def main():
+        rs, ws = await make_pair("tcp4")
+        try:
+            ws.set_nodelay(True)
+            assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            ws.set_nodelay(False)
+            assert not ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            close_all(rs, ws)
+        a, b = socket.socketpair()
+        us = IOStream(a)
+        us.set_nodelay(True)  # not TCP: ignored
+        close_all(us, IOStream(b))
+
+    run(io_loop, main)
+
+
+def test_start_tls_without_tls_support_is_explicit(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            if type(rs).start_tls.__qualname__ == "IOStream.start_tls" and "SSLIOStream" not in dir(
+                sys.modules["tornado_lite.iostream"]
+            ):
+                with pytest.raises(NotImplementedError):
+                    rs.start_tls(False)
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_unsatisfiable_read_logs_and_closes(io_loop, caplog):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        closed: Future = Future()
+        rs.set_close_callback(lambda: closed.set_result(True))
+        try:
+            ws.write(b"123456")
+            with caplog.at_level(logging.INFO, logger="tornado.general"):
+                with pytest.raises(StreamClosedError) as info:
+                    await rs.read_until(b"def", max_bytes=5)
+                await closed
+            assert isinstance(info.value.real_error, UnsatisfiableReadError)
+            assert isinstance(rs.error, UnsatisfiableReadError)
+            assert any("Unsatisfiable read" in r.getMessage() for r in caplog.records)
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_errno_constants_cover_resets():
+    from tornado_lite.iostream import _ERRNO_CONNRESET
+
+    assert errno.ECONNRESET in _ERRNO_CONNRESET and errno.EPIPE in _ERRNO_CONNRESET

@@ -1,0 +1,1218 @@
+"""Buffered, non-blocking streams over sockets and pipes: Tornado 6's ``iostream`` API.
+
+A stream owns one file descriptor.  Reads (``read_until``, ``read_until_regex``, ``read_bytes``,
+``read_into``, ``read_until_close``) and writes (``write``) return futures; at most one read is
+pending at a time, while writes queue up behind each other.
+
+How the work is split:
+
+* ``_ReadBuffer`` and ``_StreamBuffer`` are plain byte containers with no knowledge of sockets or the
+  loop, tested on their own.  Incoming data lands in one buffer consumed by position; a delimiter
+  search resumes where the previous one stopped, so neither reading nor searching is quadratic.
+  Outgoing data is queued without copying large payloads.
+* ``BaseIOStream`` is the state machine: which read is pending, what the loop is watching, how a
+  close fails what is still outstanding.  It touches the OS only through four small methods that a
+  subclass provides (``fileno``, ``close_fd``, ``read_from_fd``, ``write_to_fd``) plus
+  ``get_fd_error`` and ``_handle_connect``.  ``IOStream`` supplies them for sockets and
+  ``PipeIOStream`` for pipe file descriptors; a TLS stream is another such subclass.
+
+The hot path stays plain: a read or write that can finish from what is already at hand finishes
+before the method returns (its future is already resolved), the loop is asked to change what it
+watches only when that really changes (each change is a system call), and no closure is made per
+operation.
+
+This layer never resolves host names, never accepts connections and never starts the loop; it sits
+on ``ioloop`` and knows nothing of servers or clients.
+"""
+
+import collections
+import errno
+import numbers
+import os
+import re
+import socket
+import sys
+from types import TracebackType
+from typing import Any, Callable, Deque, Optional, Pattern, Tuple, Type, TypeVar, Union
+
+from tornado_lite.concurrent import CancelledError, Future, future_set_result_unless_cancelled
+from tornado_lite.ioloop import IOLoop
+from tornado_lite.log import gen_log
+from tornado_lite.util import errno_from_exception
+
+_IOStreamType = TypeVar("_IOStreamType", bound="IOStream")
+
+_READ = IOLoop.READ
+_WRITE = IOLoop.WRITE
+_ERROR = IOLoop.ERROR
+
+# Errors meaning "the peer went away": a normal end of a connection, closed quietly (never logged).
+_ERRNO_CONNRESET: Tuple[int, ...] = (errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT)
+if sys.platform == "darwin":
+    # macOS may fail a send on a socket being torn down with EPROTOTYPE; it means the same thing.
+    _ERRNO_CONNRESET += (errno.EPROTOTYPE,)
+
+_DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
+_DEFAULT_READ_CHUNK_SIZE = 64 * 1024
+
+# The kinds of pending read (``BaseIOStream._read_kind``).
+_NO_READ = 0
+_READ_BYTES = 1
+_READ_DELIMITER = 2
+_READ_REGEX = 3
+_READ_INTO = 4
+_READ_UNTIL_CLOSE = 5
+
+
+class StreamClosedError(IOError):
+    """Raised by a stream's methods (or set on its futures) once the stream is closed.
+
+    ``real_error`` is the error that closed it, if any (for example the ``ConnectionResetError``
+    from the peer).  The close callback runs after the pending futures have failed, so this error
+    can be seen before the callback runs.
+    """
+
+    def __init__(self, real_error: Optional[BaseException] = None) -> None:
+        super().__init__("Stream is closed")
+        self.real_error = real_error
+
+
+class UnsatisfiableReadError(Exception):
+    """A ``read_until`` or ``read_until_regex`` cannot succeed within its ``max_bytes``."""
+
+
+class StreamBufferFullError(Exception):
+    """A read or write buffer went over its configured maximum size."""
+
+
+def _mark_retrieved(future: Future) -> None:
+    """Done-callback that looks at a future's exception so that its failure is not logged as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+# --------------------------------------------------------------------------------------------------
+# Buffers: plain objects, no sockets, no loop.
+# --------------------------------------------------------------------------------------------------
+
+
+class _ReadBuffer:
+    """Bytes received but not yet handed to a read, consumed from the front.
+
+    The data is held in one object plus a read position.  A chunk that arrives while the buffer is
+    empty is adopted as it is (``bytes`` from ``recv``, or a bytearray the caller gives up), so a read
+    satisfied by exactly that chunk returns the very same object with no copy.  Appending to
+    immutable ``bytes`` moves the unread part into a bytearray once; after that, data is appended in
+    place.  The consumed prefix of a bytearray is dropped once it is more than half of it, so the
+    cost of all drops stays linear in the bytes received.
+    """
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self) -> None:
+        self._data: Union[bytes, bytearray] = b""
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._data) - self._pos
+
+    def __bool__(self) -> bool:
+        return len(self._data) > self._pos
+
+    def __repr__(self) -> str:
+        return f"<_ReadBuffer {len(self)} bytes>"
+
+    def append(self, chunk: Union[bytes, bytearray]) -> None:
+        """Adds ``chunk`` at the end.  A bytearray chunk is taken over: the caller must not reuse it."""
+        if not chunk:
+            return
+        data = self._data
+        pos = self._pos
+        if len(data) == pos:
+            self._data = chunk
+            self._pos = 0
+        elif type(data) is bytes:
+            with memoryview(data) as view:
+                merged = bytearray(view[pos:])
+            merged += chunk
+            self._data = merged
+            self._pos = 0
+        else:
+            data += chunk  # type: ignore[operator]
+
+    def find(self, delimiter: bytes, start: int = 0) -> int:
+        """Offset (from the read position) of the first ``delimiter`` at or after ``start``, or -1."""
+        pos = self._pos
+        loc = self._data.find(delimiter, pos + start)
+        return loc - pos if loc >= 0 else -1
+
+    def search(self, regex: "Pattern[bytes]") -> int:
+        """Offset just past the first match of ``regex`` in the unread data, or -1.
+
+        The pattern sees the unread data as a string of its own (``^`` matches at the read position).
+        """
+        data = self._data
+        pos = self._pos
+        if pos == 0:
+            match = regex.search(data)
+        else:
+            with memoryview(data) as whole, whole[pos:] as unread:
+                match = regex.search(unread)
+        return match.end() if match is not None else -1
+
+    def consume(self, size: int) -> bytes:
+        """Removes and returns the first ``size`` bytes (``size`` must not exceed ``len(self)``)."""
+        if size <= 0:
+            return b""
+        data = self._data
+        pos = self._pos
+        end = pos + size
+        if end >= len(data):
+            # Everything: the commonest case (a line or a chunk read whole).
+            if pos == 0 and type(data) is bytes:
+                result = data
+            elif pos == 0:
+                result = bytes(data)
+            else:
+                with memoryview(data) as view, view[pos:] as part:
+                    result = part.tobytes()
+            self._data = b""
+            self._pos = 0
+            return result
+        if type(data) is bytes:
+            result = data[pos:end]
+            self._pos = end
+            return result
+        with memoryview(data) as view, view[pos:end] as part:
+            result = part.tobytes()
+        if end > (len(data) >> 1):
+            # Drop the consumed prefix once it is the larger part, so memory use follows the unread data.
+            del data[:end]  # type: ignore[union-attr]
+            self._pos = 0
+        else:
+            self._pos = end
+        return result
+
+    def copy_to(self, target: Any, size: int) -> None:
+        """Copies the first ``size`` bytes into the writable buffer ``target`` and removes them."""
+        if size <= 0:
+            return
+        pos = self._pos
+        with memoryview(self._data) as view, view[pos : pos + size] as part, memoryview(target) as out:
+            out[:size] = part
+        self.consume_silently(size)
+
+    def consume_silently(self, size: int) -> None:
+        """Removes the first ``size`` bytes without returning them."""
+        data = self._data
+        end = self._pos + size
+        if end >= len(data):
+            self._data = b""
+            self._pos = 0
+        elif type(data) is bytearray and end > (len(data) >> 1):
+            del data[:end]
+            self._pos = 0
+        else:
+            self._pos = end
+
+    def clear(self) -> None:
+        self._data = b""
+        self._pos = 0
+
+
+class _StreamBuffer:
+    """Outgoing data waiting for the kernel, sent from the front with ``peek``/``advance``.
+
+    Small pieces are copied into a shared bytearray (many tiny writes become one send); a piece larger
+    than ``_large_buf_threshold`` is kept as a memoryview of the caller's object, with no copy, and
+    the view is released as soon as it has been sent or the buffer is cleared, so the caller may resize
+    its bytearray afterwards.  Entries are ``(is_view, chunk)`` pairs.
+    """
+
+    __slots__ = ("_buffers", "_first_pos", "_size", "_large_buf_threshold")
+
+    def __init__(self) -> None:
+        self._buffers: Deque[Tuple[bool, Union[bytearray, memoryview]]] = collections.deque()
+        self._first_pos = 0
+        self._size = 0
+        self._large_buf_threshold = 2048
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def append(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        size = len(data)
+        if not size:
+            return
+        buffers = self._buffers
+        threshold = self._large_buf_threshold
+        if size > threshold:
+            # A view of our own (even of a memoryview) so it can be released independently.
+            buffers.append((True, memoryview(data)))
+        else:
+            if buffers:
+                is_view, last = buffers[-1]
+                if not is_view and len(last) < threshold:
+                    last += data  # type: ignore[operator]
+                    self._size += size
+                    return
+            buffers.append((False, bytearray(data)))
+        self._size += size
+
+    def peek(self, size: int) -> memoryview:
+        """A view of at most ``size`` bytes at the front; release it before changing the buffer."""
+        assert size > 0
+        if not self._buffers:
+            return memoryview(b"")
+        is_view, chunk = self._buffers[0]
+        pos = self._first_pos
+        if is_view:
+            return chunk[pos : pos + size]  # type: ignore[return-value]
+        # Only the returned slice may pin the bytearray: release the whole-array view at once.
+        with memoryview(chunk) as view:
+            return view[pos : pos + size]
+
+    def advance(self, size: int) -> None:
+        """Drops ``size`` bytes from the front (they have been sent)."""
+        assert 0 < size <= self._size
+        self._size -= size
+        buffers = self._buffers
+        pos = self._first_pos
+        while size > 0:
+            is_view, chunk = buffers[0]
+            remaining = len(chunk) - pos
+            if size >= remaining:
+                buffers.popleft()
+                size -= remaining
+                pos = 0
+                if is_view:
+                    chunk.release()  # type: ignore[union-attr]
+            elif is_view:
+                pos += size
+                size = 0
+            else:
+                del chunk[: pos + size]
+                pos = 0
+                size = 0
+        self._first_pos = pos
+
+    def clear(self) -> None:
+        for is_view, chunk in self._buffers:
+            if is_view:
+                chunk.release()  # type: ignore[union-attr]
+        self._buffers.clear()
+        self._first_pos = 0
+        self._size = 0
+
+
+_WriteBuffer = _StreamBuffer
+
+
+# --------------------------------------------------------------------------------------------------
+# Streams
+# --------------------------------------------------------------------------------------------------
+
+
+class BaseIOStream:
+    """Reads and writes on a non-blocking file descriptor, with futures.
+
+    Every read method returns a future for its result and every ``write`` a future resolved once the
+    data has been handed to the kernel.  When the stream closes, all outstanding futures fail with
+    :class:`StreamClosedError`; ``set_close_callback`` also tells of a close that happens while no
+    operation is pending.  After a close caused by an error, ``error`` holds that error.
+
+    Subclasses implement ``fileno``, ``close_fd``, ``write_to_fd`` and ``read_from_fd`` (and may
+    implement ``get_fd_error``).
+    """
+
+    # "__dict__" keeps instances open to ad-hoc attributes (code written for Tornado, tests that
+    # replace a method on one stream); the dict itself is created only if one is ever set.
+    __slots__ = (
+        "io_loop",
+        "max_buffer_size",
+        "read_chunk_size",
+        "max_write_buffer_size",
+        "error",
+        "_read_buffer",
+        "_write_buffer",
+        "_total_write_index",
+        "_total_write_done_index",
+        "_write_futures",
+        "_read_future",
+        "_read_kind",
+        "_read_target",
+        "_read_max_bytes",
+        "_read_partial",
+        "_read_scan",
+        "_user_buffer",
+        "_user_filled",
+        "_close_callback",
+        "_connect_future",
+        "_ssl_connect_future",
+        "_connecting",
+        "_state",
+        "_closed",
+        "_maybe_readable",
+        "__dict__",
+        "__weakref__",
+    )
+
+    # True when ``_handle_write`` is this class's own: ``write`` may then send straight away without
+    # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
+    _plain_handle_write = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._plain_handle_write = cls._handle_write is BaseIOStream._handle_write
+
+    def __init__(
+        self,
+        max_buffer_size: Optional[int] = None,
+        read_chunk_size: Optional[int] = None,
+        max_write_buffer_size: Optional[int] = None,
+    ) -> None:
+        self.io_loop = IOLoop.current()
+        self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
+        # A chunk as large as the whole buffer would overflow it on the first read.
+        self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
+        self.max_write_buffer_size = max_write_buffer_size
+        self.error: Optional[BaseException] = None
+        self._read_buffer = _ReadBuffer()
+        # The write side is allocated on first need: most writes go straight to the kernel.
+        self._write_buffer: Optional[_StreamBuffer] = None
+        self._total_write_index = 0
+        self._total_write_done_index = 0
+        self._write_futures: Optional[Deque[Tuple[int, Future]]] = None
+        self._read_future: Optional[Future] = None
+        self._read_kind = _NO_READ
+        self._read_target: Any = None
+        self._read_max_bytes: Optional[int] = None
+        self._read_partial = False
+        self._read_scan = 0
+        self._user_buffer: Any = None
+        self._user_filled = 0
+        self._close_callback: Optional[Callable[[], None]] = None
+        self._connect_future: Optional[Future] = None
+        # Used by a TLS subclass; failed here with the real error when the stream closes.
+        self._ssl_connect_future: Optional[Future] = None
+        self._connecting = False
+        # The events the loop watches for us (None: not registered with the loop at all).
+        self._state: Optional[int] = None
+        self._closed = False
+        # False once a plain read came back short (the kernel had nothing more) and no readiness has
+        # been reported since: a new read then waits for the loop instead of trying a read that
+        # would only fail with EWOULDBLOCK.
+        self._maybe_readable = True
+
+    # -- what a subclass provides -----------------------------------------------------------------
+
+    def fileno(self) -> Any:
+        """The file descriptor (or object with ``fileno()``) this stream watches."""
+        raise NotImplementedError()
+
+    def close_fd(self) -> None:
+        """Closes the underlying file.  Called by ``close``; use ``close`` instead."""
+        raise NotImplementedError()
+
+    def write_to_fd(self, data: memoryview) -> int:
+        """Writes as much of ``data`` as the file takes now; returns the count written."""
+        raise NotImplementedError()
+
+    def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        """Reads into ``buf``: the count read, 0 at end of file, None if nothing is available."""
+        raise NotImplementedError()
+
+    def get_fd_error(self) -> Optional[Exception]:
+        """The error pending on the file after the loop reported ERROR, if it can be known."""
+        return None
+
+    def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
+        """Reads up to ``size`` bytes: the data, ``b""`` at end of file, None if nothing is available.
+
+        Goes through ``read_from_fd`` here; subclasses whose file hands out fresh ``bytes`` directly
+        (``recv``, ``os.read``) override this to skip the intermediate buffer.
+        """
+        buf = bytearray(size)
+        count = self.read_from_fd(buf)
+        if count is None:
+            return None
+        if count < size:
+            del buf[count:]
+        return buf
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def read_until_regex(self, regex: bytes, max_bytes: Optional[int] = None) -> "Future[bytes]":
+        """Reads until ``regex`` matches; the result ends with the match.
+
+        With ``max_bytes``, the stream is closed when no match is found within that many bytes.
+        """
+        future = self._start_read()
+        self._read_kind = _READ_REGEX
+        self._read_target = re.compile(regex)
+        self._read_max_bytes = max_bytes
+        self._read_scan = 0
+        try:
+            self._try_inline_read()
+        except UnsatisfiableReadError as e:
+            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+            self.close(exc_info=e)
+        except BaseException:
+            future.add_done_callback(_mark_retrieved)
+            raise
+        return future
+
+    def read_until(self, delimiter: bytes, max_bytes: Optional[int] = None) -> "Future[bytes]":
+        """Reads until ``delimiter`` is found; the result ends with the delimiter.
+
+        With ``max_bytes``, the stream is closed when the delimiter is not found within that many bytes.
+        """
+        future = self._start_read()
+        self._read_kind = _READ_DELIMITER
+        self._read_target = delimiter
+        self._read_max_bytes = max_bytes
+        self._read_scan = 0
+        try:
+            self._try_inline_read()
+        except UnsatisfiableReadError as e:
+            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+            self.close(exc_info=e)
+        except BaseException:
+            future.add_done_callback(_mark_retrieved)
+            raise
+        return future
+
+    def read_bytes(self, num_bytes: int, partial: bool = False) -> "Future[bytes]":
+        """Reads ``num_bytes`` bytes; with ``partial``, resolves as soon as any (at most that many) arrive."""
+        if not isinstance(num_bytes, numbers.Integral):
+            raise TypeError(f"num_bytes must be an integer, not {type(num_bytes).__name__}")
+        future = self._start_read()
+        self._read_kind = _READ_BYTES
+        self._read_target = num_bytes
+        self._read_partial = partial
+        try:
+            self._try_inline_read()
+        except BaseException:
+            future.add_done_callback(_mark_retrieved)
+            raise
+        return future
+
+    def read_into(self, buf: Any, partial: bool = False) -> "Future[int]":
+        """Fills the writable buffer ``buf``; the result is the number of bytes stored.
+
+        Without ``partial`` the future resolves when ``buf`` is full; with it, as soon as any data is in.
+        Data already buffered goes first; further data is read straight into ``buf``.
+        """
+        future = self._start_read()
+        size = len(buf)
+        buffered = len(self._read_buffer)
+        filled = size if buffered >= size else buffered
+        if filled:
+            self._read_buffer.copy_to(buf, filled)
+        self._read_kind = _READ_INTO
+        self._read_target = size
+        self._read_partial = partial
+        self._user_buffer = buf
+        self._user_filled = filled
+        try:
+            self._try_inline_read()
+        except BaseException:
+            future.add_done_callback(_mark_retrieved)
+            raise
+        return future
+
+    def read_until_close(self) -> "Future[bytes]":
+        """Reads everything until the stream closes (buffering up to ``max_buffer_size``)."""
+        future = self._start_read()
+        if self._closed:
+            self._finish_read(len(self._read_buffer))
+            return future
+        self._read_kind = _READ_UNTIL_CLOSE
+        try:
+            self._try_inline_read()
+        except BaseException:
+            future.add_done_callback(_mark_retrieved)
+            raise
+        return future
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> "Future[None]":
+        """Queues ``data`` for writing; the future resolves once all of it has reached the kernel.
+
+        Data is sent at once when nothing is queued ahead of it; a large bytes-like object is queued
+        without a copy, so a bytearray must not be changed until its write's future resolves.
+        """
+        if self._closed:
+            raise StreamClosedError(real_error=self.error)
+        future: Future[None] = Future()
+        if data:
+            if type(data) is memoryview:
+                data = data.cast("B")  # len() must count bytes, whatever the item format
+            size = len(data)
+            buffer = self._write_buffer
+            queued = buffer._size if buffer is not None else 0
+            limit = self.max_write_buffer_size
+            if limit is not None and queued + size > limit:
+                raise StreamBufferFullError("Reached maximum write buffer size")
+            self._total_write_index += size
+            if not queued and not self._write_futures and not self._connecting and self._plain_handle_write:
+                # Nothing ahead of it: hand it to the kernel right here.
+                try:
+                    sent = self.write_to_fd(data)  # type: ignore[arg-type]
+                except BlockingIOError:
+                    sent = 0
+                except OSError as e:
+                    self._on_write_error(e)
+                    future.set_exception(StreamClosedError(real_error=self.error))
+                    future.exception()
+                    return future
+                self._total_write_done_index += sent
+                if sent >= size:
+                    future.set_result(None)
+                    state = self._state
+                    if (state is None or state == _ERROR) and self._close_callback is not None:
+                        self._maybe_add_error_listener()
+                    return future
+                # The kernel is full: queue the rest (a view, not a copy) and wait until writable.
+                if buffer is None:
+                    buffer = self._write_buffer = _StreamBuffer()
+                if sent:
+                    with memoryview(data) as view:
+                        buffer.append(view[sent:])
+                else:
+                    buffer.append(data)
+                self._queue_write_future(future)
+                self._add_io_state(_WRITE)
+                return future
+            if buffer is None:
+                buffer = self._write_buffer = _StreamBuffer()
+            buffer.append(data)
+        self._queue_write_future(future)
+        if not self._connecting:
+            self._handle_write()
+            if self._write_buffer:
+                self._add_io_state(_WRITE)
+            self._maybe_add_error_listener()
+        return future
+
+    def _queue_write_future(self, future: Future) -> None:
+        futures = self._write_futures
+        if futures is None:
+            futures = self._write_futures = collections.deque()
+        futures.append((self._total_write_index, future))
+
+    # -- closing and state --------------------------------------------------------------------------
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None:
+        """Calls ``callback()`` (once, on the loop) when the stream closes."""
+        self._close_callback = callback
+        self._maybe_add_error_listener()
+
+    def close(
+        self,
+        exc_info: Union[
+            None,
+            bool,
+            BaseException,
+            Tuple[Optional[Type[BaseException]], Optional[BaseException], Optional[TracebackType]],
+        ] = False,
+    ) -> None:
+        """Closes the stream.
+
+        A true ``exc_info`` records an error in ``error``: an exception, an ``exc_info`` tuple, or
+        ``True`` for the exception being handled.  A pending read that the buffered data satisfies is
+        resolved first; everything else still pending fails with :class:`StreamClosedError`.
+        """
+        if not self._closed:
+            if exc_info:
+                if isinstance(exc_info, tuple):
+                    self.error = exc_info[1]
+                elif isinstance(exc_info, BaseException):
+                    self.error = exc_info
+                else:
+                    current = sys.exc_info()
+                    if current[1] is not None:
+                        self.error = current[1]
+            kind = self._read_kind
+            if kind == _READ_UNTIL_CLOSE:
+                if self.error is None or self._is_connreset(self.error):
+                    # A reset is how some peers end a connection: what arrived is the whole answer.
+                    self._finish_read(len(self._read_buffer))
+                # On a real error the read stays pending and fails below: a truncated result must
+                # not pass for a complete one.
+            elif kind != _NO_READ and self._read_future is not None:
+                try:
+                    pos = self._find_read_pos()
+                except UnsatisfiableReadError:
+                    pos = None
+                if pos is not None:
+                    self._read_from_buffer(pos)
+            if self._state is not None:
+                self.io_loop.remove_handler(self.fileno())
+                self._state = None
+            self.close_fd()
+            self._closed = True
+        self._signal_closed()
+
+    def _signal_closed(self) -> None:
+        error = self.error
+        failing = []
+        if self._read_future is not None:
+            failing.append(self._read_future)
+            self._read_future = None
+            self._clear_read_state()
+        if self._write_futures:
+            failing.extend(future for _, future in self._write_futures)
+            self._write_futures.clear()
+        if self._connect_future is not None:
+            failing.append(self._connect_future)
+            self._connect_future = None
+        for future in failing:
+            if not future.done():
+                future.set_exception(StreamClosedError(real_error=error))
+            try:
+                future.exception()  # looked at: a closed stream is not an unhandled error
+            except CancelledError:
+                pass
+        ssl_future = self._ssl_connect_future
+        if ssl_future is not None:
+            # A handshake waiter wants the real cause (typically an ssl.SSLError).
+            self._ssl_connect_future = None
+            if not ssl_future.done():
+                ssl_future.set_exception(error if error is not None else StreamClosedError())
+            try:
+                ssl_future.exception()
+            except CancelledError:
+                pass
+        callback = self._close_callback
+        if callback is not None:
+            self._close_callback = None
+            self.io_loop.add_callback(callback)
+        buffer = self._write_buffer
+        if buffer is not None:
+            buffer.clear()  # releases views of callers' data that never went out
+        self._write_buffer = None
+
+    def reading(self) -> bool:
+        """True while a read is pending."""
+        return self._read_future is not None
+
+    def writing(self) -> bool:
+        """True while written data is waiting to go to the kernel."""
+        return bool(self._write_buffer)
+
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_nodelay(self, value: bool) -> None:
+        """Asks for data to be sent at once rather than coalesced (TCP_NODELAY); a no-op here."""
+
+    def start_tls(
+        self, server_side: bool, ssl_options: Any = None, server_hostname: Optional[str] = None
+    ) -> "Future[Any]":
+        """Switches the connection to TLS (see ``IOStream.start_tls``)."""
+        raise NotImplementedError("start_tls needs a socket stream with TLS support")
+
+    # -- event handling -----------------------------------------------------------------------------
+
+    def _handle_connect(self) -> None:
+        raise NotImplementedError()
+
+    def _handle_events(self, fd: Any, events: int) -> None:
+        if self._closed:
+            gen_log.warning("Got events for closed stream %s", fd)
+            return
+        try:
+            if self._connecting:
+                # A failed connect shows up as WRITE on most pollers, but as READ on some: check first.
+                self._handle_connect()
+                if self._closed:
+                    return
+            if events & _READ:
+                self._maybe_readable = True
+                self._handle_read()
+                if self._closed:
+                    return
+            if events & _WRITE:
+                self._handle_write()
+                if self._closed:
+                    return
+            if events & _ERROR:
+                self._handle_error_event()
+                return
+            state = _ERROR
+            if self.reading():
+                state |= _READ
+            if self.writing():
+                state |= _WRITE
+            if state == _ERROR and not self._read_buffer:
+                # Idle: keep watching for reads, which is how a close by the peer is noticed.
+                state |= _READ
+            if state != self._state:
+                assert self._state is not None, "_handle_events for a stream the loop does not watch"
+                self._state = state
+                self.io_loop.update_handler(self.fileno(), state)
+        except UnsatisfiableReadError as e:
+            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+            self.close(exc_info=e)
+        except Exception as e:
+            gen_log.error("Uncaught exception, closing connection.", exc_info=True)
+            self.close(exc_info=e)
+            raise
+
+    def _handle_error_event(self) -> None:
+        """The poller reported an error or hang-up on the file.
+
+        Tornado 6 runs on asyncio, whose selectors turn a hang-up into plain readiness: the peer's last
+        data, then its EOF or error, are found by reading.  So the same happens here: pending writes
+        are tried (and fail with the real error), then everything the kernel still holds is read,
+        finishing the pending read on the way.  Only if the file is still open after that is the
+        error fetched from the file and the stream closed, on the next pass so that the callbacks
+        queued above run first.
+        """
+        if self.writing():
+            self._handle_write()
+            if self._closed:
+                return
+        try:
+            while not self._closed:
+                pos = self._find_read_pos()
+                if pos is not None:
+                    self._read_from_buffer(pos)
+                if not self._read_to_buffer():
+                    break
+        except UnsatisfiableReadError:
+            raise
+        except Exception as e:
+            gen_log.warning("error on read: %s" % e)
+            self.close(exc_info=e)
+            return
+        if not self._closed:
+            self.error = self.get_fd_error()
+            self.io_loop.add_callback(self.close)
+
+    def _handle_read(self) -> None:
+        try:
+            pos = self._read_to_buffer_loop()
+        except UnsatisfiableReadError:
+            raise
+        except Exception as e:
+            gen_log.warning("error on read: %s" % e)
+            self.close(exc_info=e)
+            return
+        if pos is not None:
+            self._read_from_buffer(pos)
+
+    def _read_to_buffer_loop(self) -> Optional[int]:
+        """Reads until the pending read can finish or the file has nothing more; returns its end or None."""
+        kind = self._read_kind
+        if kind == _READ_BYTES or kind == _READ_INTO:
+            target: Optional[int] = self._read_target
+        elif self._read_max_bytes is not None and kind != _NO_READ:
+            target = self._read_max_bytes
+        elif kind != _NO_READ:
+            target = None  # a delimiter with no limit, or until close: read all there is
+        else:
+            target = 0  # no read pending: take one chunk (the loop saw data or a close)
+        # A delimiter search resumes where it stopped, so it is cheap after every chunk; a regex
+        # must rescan, so it is tried again only once the data has doubled.
+        next_search = 0
+        buffer = self._read_buffer
+        while not self._closed:
+            if not self._read_to_buffer():
+                break
+            size = self._user_filled if kind == _READ_INTO else len(buffer)
+            if target is not None and size >= target:
+                break
+            if kind == _READ_DELIMITER or (kind == _READ_REGEX and size >= next_search):
+                pos = self._find_read_pos()
+                if pos is not None:
+                    return pos
+                next_search = size * 2
+            if not self._maybe_readable:
+                break  # the kernel had no more: another read would only say EWOULDBLOCK
+        return self._find_read_pos()
+
+    def _read_to_buffer(self) -> int:
+        """One read from the file into the buffer: the count read, 0 if none (nothing ready, or closed)."""
+        try:
+            if self._read_kind == _READ_INTO:
+                filled = self._user_filled
+                with memoryview(self._user_buffer) as whole, whole[filled:] as view:
+                    count = self.read_from_fd(view)
+                if count is None:
+                    return 0
+                if count == 0:
+                    self.close()
+                    return 0
+                self._user_filled = size = filled + count
+            else:
+                chunk = self._read_chunk(self.read_chunk_size)
+                if chunk is None:
+                    return 0
+                count = len(chunk)
+                if count == 0:
+                    self.close()
+                    return 0
+                buffer = self._read_buffer
+                buffer.append(chunk)
+                size = len(buffer)
+        except OSError as e:
+            self.close(exc_info=e)
+            if self._is_connreset(e):
+                # The peer went away: an ordinary end of the connection, not worth an error.
+                return 0
+            raise
+        if size > self.max_buffer_size:
+            gen_log.error("Reached maximum read buffer size")
+            full = StreamBufferFullError("Reached maximum read buffer size")
+            self.close(exc_info=full)
+            raise full
+        return count
+
+    def _try_inline_read(self) -> None:
+        """Finishes the new read from buffered data or from what the kernel holds, else waits for READ."""
+        pos = self._find_read_pos()
+        if pos is not None:
+            self._read_from_buffer(pos)
+            return
+        self._check_closed()
+        state = self._state
+        if self._maybe_readable or state is None or not state & _READ:
+            pos = self._read_to_buffer_loop()
+            if pos is not None:
+                self._read_from_buffer(pos)
+                return
+        if not self._closed:
+            self._add_io_state(_READ)
+
+    def _find_read_pos(self) -> Optional[int]:
+        """Where the pending read can end in the buffered data, or None if it cannot end yet."""
+        kind = self._read_kind
+        if kind == _READ_BYTES or kind == _READ_INTO:
+            want = self._read_target
+            have = self._user_filled if kind == _READ_INTO else len(self._read_buffer)
+            if have >= want or (self._read_partial and have > 0):
+                return want if want < have else have
+            return None
+        if kind == _READ_DELIMITER:
+            buffer = self._read_buffer
+            if buffer:
+                delimiter = self._read_target
+                dlen = len(delimiter)
+                start = self._read_scan - dlen + 1
+                loc = buffer.find(delimiter, start if start > 0 else 0)
+                if loc >= 0:
+                    end = loc + dlen
+                    self._check_max_bytes(delimiter, end)
+                    return end
+                size = len(buffer)
+                self._read_scan = size
+                self._check_max_bytes(delimiter, size)
+            return None
+        if kind == _READ_REGEX:
+            buffer = self._read_buffer
+            if buffer:
+                regex = self._read_target
+                end = buffer.search(regex)
+                if end >= 0:
+                    self._check_max_bytes(regex, end)
+                    return end
+                self._check_max_bytes(regex, len(buffer))
+            return None
+        return None
+
+    def _check_max_bytes(self, delimiter: Any, size: int) -> None:
+        limit = self._read_max_bytes
+        if limit is not None and size > limit:
+            raise UnsatisfiableReadError("delimiter %r not found within %d bytes" % (delimiter, limit))
+
+    def _read_from_buffer(self, pos: int) -> None:
+        """Finishes the pending read with the first ``pos`` bytes (or ``pos`` bytes stored, for read_into)."""
+        self._finish_read(pos)
+
+    def _finish_read(self, size: int) -> None:
+        if self._read_kind == _READ_INTO:
+            result: Any = size
+        else:
+            result = self._read_buffer.consume(size)
+        self._clear_read_state()
+        future = self._read_future
+        if future is not None:
+            self._read_future = None
+            future_set_result_unless_cancelled(future, result)
+        self._maybe_add_error_listener()
+
+    def _clear_read_state(self) -> None:
+        self._read_kind = _NO_READ
+        self._read_target = None
+        self._read_max_bytes = None
+        self._read_partial = False
+        self._user_buffer = None
+        self._user_filled = 0
+
+    def _start_read(self) -> Future:
+        if self._read_future is not None:
+            # A read left pending by a close reports the close rather than a usage error.
+            self._check_closed()
+            raise AssertionError("Already reading")
+        future: Future = Future()
+        self._read_future = future
+        return future
+
+    def _handle_write(self) -> None:
+        buffer = self._write_buffer
+        while buffer:
+            try:
+                with buffer.peek(buffer._size) as data:  # type: ignore[union-attr]
+                    sent = self.write_to_fd(data)
+                if not sent:
+                    break
+                buffer.advance(sent)  # type: ignore[union-attr]
+                self._total_write_done_index += sent
+            except BlockingIOError:
+                break
+            except OSError as e:
+                self._on_write_error(e)
+                return
+        futures = self._write_futures
+        if futures:
+            done_index = self._total_write_done_index
+            while futures:
+                index, future = futures[0]
+                if index > done_index:
+                    break
+                futures.popleft()
+                future_set_result_unless_cancelled(future, None)
+
+    def _on_write_error(self, e: OSError) -> None:
+        if not self._is_connreset(e):
+            # A reset or broken pipe is the peer leaving; anything else deserves a line in the log.
+            gen_log.warning("Write error on %s: %s", self.fileno(), e)
+        self.close(exc_info=e)
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise StreamClosedError(real_error=self.error)
+
+    def _maybe_add_error_listener(self) -> None:
+        # An idle stream watches READ only if someone wants to hear of a close (the close callback):
+        # a fresh connection about to read or write anyway would just pay for an extra update.
+        state = self._state
+        if state is None or state == _ERROR:
+            if not self._closed and not self._read_buffer and self._close_callback is not None:
+                self._add_io_state(_READ)
+
+    def _add_io_state(self, state: int) -> None:
+        """Adds ``state`` (READ and/or WRITE) to what the loop watches for this stream."""
+        if self._closed:
+            return
+        current = self._state
+        if current is None:
+            self._state = _ERROR | state
+            self.io_loop.add_handler(self.fileno(), self._handle_events, self._state)
+        elif not current & state:
+            self._state = current | state
+            self.io_loop.update_handler(self.fileno(), self._state)
+
+    def _is_connreset(self, exc: BaseException) -> bool:
+        """True if ``exc`` means the peer reset or abandoned the connection."""
+        return isinstance(exc, OSError) and errno_from_exception(exc) in _ERRNO_CONNRESET
+
+
+class IOStream(BaseIOStream):
+    """A stream over a socket, connected already (from ``accept``) or connected with ``connect``.
+
+    ``IOStream(sock, max_buffer_size=None, read_chunk_size=None, max_write_buffer_size=None)``.
+    Writing while ``connect`` is still in progress is allowed: the data goes out once connected.
+    """
+
+    __slots__ = ("socket",)
+
+    def __init__(self, socket: socket.socket, *args: Any, **kwargs: Any) -> None:
+        self.socket = socket
+        self.socket.setblocking(False)
+        super().__init__(*args, **kwargs)
+
+    def fileno(self) -> Any:
+        return self.socket
+
+    def close_fd(self) -> None:
+        self.socket.close()
+        self.socket = None  # type: ignore[assignment]
+
+    def get_fd_error(self) -> Optional[Exception]:
+        code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return socket.error(code, os.strerror(code))
+
+    def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        try:
+            return self.socket.recv_into(buf, len(buf))
+        except BlockingIOError:
+            return None
+        finally:
+            del buf  # no lingering reference to a view of the caller's buffer
+
+    def write_to_fd(self, data: memoryview) -> int:
+        try:
+            return self.socket.send(data)
+        finally:
+            del data
+
+    def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
+        if getattr(self.read_from_fd, "__func__", None) is not _socket_read_from_fd:
+            # read_from_fd is replaced (a TLS stream, or a test): honour it.
+            return BaseIOStream._read_chunk(self, size)
+        try:
+            data = self.socket.recv(size)
+        except BlockingIOError:
+            self._maybe_readable = False
+            return None
+        if len(data) < size:
+            # A stream socket returns less than asked only when its receive queue is empty.
+            self._maybe_readable = False
+        return data
+
+    def connect(self: _IOStreamType, address: Any, server_hostname: Optional[str] = None) -> "Future[_IOStreamType]":
+        """Connects the socket to ``address`` without blocking; the future's result is the stream.
+
+        ``address`` is what ``socket.connect`` takes for this socket's family.  A host name is
+        resolved synchronously (blocking the loop): use ``TCPClient`` to resolve asynchronously.
+        ``server_hostname`` matters only to TLS streams.  Writes may be issued before the connection
+        completes.
+        """
+        self._connecting = True
+        future: Future[_IOStreamType] = Future()
+        self._connect_future = future
+        try:
+            self.socket.connect(address)
+        except BlockingIOError:
+            pass  # in progress: completion is reported as writability
+        except OSError as e:
+            # Some systems refuse a local connection at once; treat it like a later failure.
+            self.close(exc_info=e)
+            return future
+        self._add_io_state(_WRITE)
+        return future
+
+    def _handle_connect(self) -> None:
+        try:
+            err = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as e:
+            # Some systems refuse SO_ERROR on sockets whose errors are always reported synchronously.
+            if errno_from_exception(e) != errno.ENOPROTOOPT:
+                raise
+            err = 0
+        if err != 0:
+            self.error = socket.error(err, os.strerror(err))
+            if self._connect_future is None:
+                gen_log.warning("Connect error on fd %s: %s", self.socket.fileno(), errno.errorcode[err])
+            self.close()
+            return
+        future = self._connect_future
+        if future is not None:
+            self._connect_future = None
+            future_set_result_unless_cancelled(future, self)
+        self._connecting = False
+
+    def set_nodelay(self, value: bool) -> None:
+        sock = self.socket
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
+            except OSError as e:
+                # A socket closing under us refuses options; that is not worth an exception.
+                if e.errno != errno.EINVAL and not self._is_connreset(e):
+                    raise
+
+    def start_tls(
+        self, server_side: bool, ssl_options: Any = None, server_hostname: Optional[str] = None
+    ) -> "Future[Any]":
+        """Turns this stream into a TLS stream (STARTTLS); the future's result is the new stream.
+
+        Only valid while nothing is pending or buffered.  Provided by the TLS stream support; until
+        it is present this raises NotImplementedError.
+        """
+        raise NotImplementedError("IOStream.start_tls: TLS streams are not available in this build")
+
+
+_socket_read_from_fd = IOStream.read_from_fd
+
+
+class PipeIOStream(BaseIOStream):
+    """A stream over a pipe's file descriptor (an int, as ``os.pipe`` returns).
+
+    Pipes go one way, so one stream either reads or writes.  Unix only.
+    """
+
+    __slots__ = ("fd", "_fd_closed")
+
+    def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
+        if sys.platform == "win32":
+            raise AssertionError("PipeIOStream is not supported on Windows")
+        self.fd = fd
+        self._fd_closed = False
+        os.set_blocking(fd, False)
+        super().__init__(*args, **kwargs)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close_fd(self) -> None:
+        if not self._fd_closed:
+            self._fd_closed = True
+            os.close(self.fd)
+
+    def write_to_fd(self, data: memoryview) -> int:
+        try:
+            return os.write(self.fd, data)
+        finally:
+            del data
+
+    def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        try:
+            return os.readv(self.fd, [buf])
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if errno_from_exception(e) == errno.EBADF:
+                # Reported readable, yet unreadable: the descriptor is gone, and so is the stream.
+                self.close(exc_info=e)
+                return None
+            raise
+        finally:
+            del buf
+
+    def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
+        if getattr(self.read_from_fd, "__func__", None) is not _pipe_read_from_fd:
+            return BaseIOStream._read_chunk(self, size)
+        try:
+            data = os.read(self.fd, size)
+        except BlockingIOError:
+            self._maybe_readable = False
+            return None
+        except OSError as e:
+            if errno_from_exception(e) == errno.EBADF:
+                self.close(exc_info=e)
+                return None
+            raise
+        if 0 < len(data) < size:
+            self._maybe_readable = False  # a pipe read returns less than asked only when drained
+        return data
+
+
+_pipe_read_from_fd = PipeIOStream.read_from_fd
+
+
+__all__ = [
+    "BaseIOStream",
+    "IOStream",
+    "PipeIOStream",
+    "StreamBufferFullError",
+    "StreamClosedError",
+    "UnsatisfiableReadError",
+]
