@@ -458,8 +458,9 @@ def _totals(rows: list[dict[str, typing.Any]]) -> dict[str, int]:
 
 
 def _rate(t: dict[str, int]) -> str:
-    runnable = t["collected"] - t["excluded"]
-    return f"{100.0 * t['passed'] / runnable:.1f}%" if runnable else "n/a"
+    """Passed, out of the tests that ran to a verdict (not excluded, not skipped by the test itself)."""
+    ran = t["collected"] - t["excluded"] - t["skipped"]
+    return f"{100.0 * t['passed'] / ran:.1f}%" if ran else "n/a"
 
 
 def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> None:
@@ -475,7 +476,17 @@ def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: st
                 + "; ".join(r["notes"])
             )
         t = _totals(mine)
-        print(f"{'TOTAL':<12}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   pass rate of runnable: {_rate(t)}")
+        print(
+            f"{'TOTAL':<12}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   passed, of those not skipped: {_rate(t)}"
+        )
+
+
+def print_skips(rows: list[dict[str, typing.Any]]) -> None:
+    skips = sorted({s for r in rows for s in r["skipped_tests"]})
+    if skips:
+        print(f"\n== tests that skipped themselves ({len(skips)})")
+        for s in skips:
+            print(f"  {s}")
 
 
 def print_exclusions(rows: list[dict[str, typing.Any]]) -> None:
@@ -537,8 +548,8 @@ def markdown(report: dict[str, typing.Any]) -> str:
         t = _totals(rows)
         out += [
             "",
-            f"Poller: **{poller}** — {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass "
-            f"({_rate(t)}; {t['skipped']} skipped by the tests themselves)",
+            f"Poller: **{poller}** — {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
+            f"{t['skipped']} skipped themselves ({_rate(t)} of those not skipped)",
             "",
         ]
         out.append("| module | " + " | ".join(COLUMNS) + " |")
@@ -678,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         report["failure_groups"] = failure_groups(rows)
         print_tables(rows, pollers, args.impl)
         print_exclusions(rows)
+        print_skips(rows)
         print_failures(rows, args.failures)
         if any(r["failed"] or r["errors"] for r in rows):
             exit_code = 1
