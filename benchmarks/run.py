@@ -1,0 +1,941 @@
+"""Benchmark driver: tornado_lite side by side with Tornado on asyncio, Tornado on uvloop and asyncio streams.
+
+``make bench`` / ``make bench-quick`` run this in .venv-bench.  For every scenario it starts one echo
+server per stack (benchmarks/servers/echo_server.py, pinned to one core), warms each up, then runs
+the load generator (benchmarks/loadgen.c built here with the system's C compiler, else
+benchmarks/loadgen.py; pinned to another core) against each in turn, several times, rotating the
+order so that a noisy neighbour does not always hit the same stack.  Every process it starts is
+on 127.0.0.1, bounded in time, and stopped before the next scenario.
+
+Outputs (in --out, default bench-results/): results.json (every raw run), results.md (the tables,
+also printed), ratios.png (chart of each stack's ratio to Tornado on asyncio; needs matplotlib),
+logs/ (server stderr) and build/ (the compiled load generator).
+
+benchmarks/README.md explains the method.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import typing
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ECHO_SERVER = os.path.join(HERE, "servers", "echo_server.py")
+MICRO = os.path.join(HERE, "micro.py")
+LOADGEN_C = os.path.join(HERE, "loadgen.c")
+LOADGEN_PY = os.path.join(HERE, "loadgen.py")
+
+STACKS = ("tornado", "tornado-uvloop", "asyncio-streams", "tornado_lite")
+BASELINE = "tornado"
+LABELS = {
+    "tornado": "Tornado (asyncio)",
+    "tornado-uvloop": "Tornado (uvloop)",
+    "asyncio-streams": "asyncio streams",
+    "tornado_lite": "tornado_lite",
+}
+
+Run = typing.Dict[str, typing.Any]  # one load generator result (its JSON)
+
+
+# --------------------------------------------------------------------------------------------
+# What is measured
+# --------------------------------------------------------------------------------------------
+
+
+class Metric:
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        higher_better: bool,
+        get: typing.Callable[[Run], typing.Optional[float]],
+        digits: int = 0,
+    ) -> None:
+        self.key, self.title, self.higher_better, self.get, self.digits = key, title, higher_better, get, digits
+
+
+def _per_s(field: str) -> typing.Callable[[Run], typing.Optional[float]]:
+    return lambda r: r[field] / r["elapsed"] if r.get("elapsed") else None
+
+
+def _mb_s(r: Run) -> typing.Optional[float]:
+    return r["bytes"] / r["elapsed"] / 1e6 if r.get("elapsed") else None
+
+
+def _lat(q: str) -> typing.Callable[[Run], typing.Optional[float]]:
+    return lambda r: r["lat_us"][q] if r["lat_us"]["n"] else None
+
+
+def _server_cpu_per(field: str, scale: float) -> typing.Callable[[Run], typing.Optional[float]]:
+    """Server CPU seconds over the window divided by the work done (times scale)."""
+
+    def get(r: Run) -> typing.Optional[float]:
+        work = r[field] / (1e6 if field == "bytes" else 1)
+        return r["server_cpu_s"] * scale / work if work and r["server_cpu_s"] >= 0 else None
+
+    return get
+
+
+MSGS = Metric("msgs_s", "msgs/s", True, _per_s("msgs"))
+P50 = Metric("p50_us", "p50 latency µs", False, _lat("p50"))
+P99 = Metric("p99_us", "p99 latency µs", False, _lat("p99"))
+P999 = Metric("p999_us", "p99.9 latency µs", False, _lat("p999"))
+CPU_MSG = Metric("cpu_us_per_msg", "server CPU µs/msg", False, _server_cpu_per("msgs", 1e6), 2)
+MBS = Metric("mb_s", "MB/s", True, _mb_s)
+CPU_MB = Metric("cpu_ms_per_mb", "server CPU ms/MB", False, _server_cpu_per("bytes", 1e3), 3)
+CONNS = Metric("conns_s", "connections/s", True, _per_s("connections"))
+CPU_CONN = Metric("cpu_us_per_conn", "server CPU µs/connection", False, _server_cpu_per("connections", 1e6))
+HANDSHAKES = Metric("handshakes_s", "handshakes/s", True, _per_s("connections"))
+CPU_HS = Metric("cpu_us_per_handshake", "server CPU µs/handshake", False, _server_cpu_per("connections", 1e6))
+MEM = Metric("kib_per_conn", "RSS KiB per idle connection", False, lambda r: r.get("kib_per_conn"), 2)
+
+
+class Scenario:
+    def __init__(
+        self,
+        key: str,
+        title: str,
+        metrics: typing.List[Metric],
+        server_mode: str = "line",
+        tls: bool = False,
+        loadgen: typing.Optional[typing.List[str]] = None,
+    ) -> None:
+        self.key, self.title, self.metrics = key, title, metrics
+        self.server_mode, self.tls, self.loadgen = server_mode, tls, loadgen or []
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
+
+
+SCENARIOS = [
+    Scenario("pingpong_1", "Ping-pong, 1 connection", [MSGS, P50, P99, P999, CPU_MSG],
+             loadgen=["--mode", "pingpong", "--conns", "1"]),
+    Scenario("pingpong_100", "Ping-pong, 100 connections", [MSGS, P50, P99, P999, CPU_MSG],
+             loadgen=["--mode", "pingpong", "--conns", "100"]),
+    Scenario("pipelined", "Pipelined, 100 conns × 16 lines", [MSGS, P50, P99, CPU_MSG],
+             loadgen=["--mode", "pipeline", "--conns", "100", "--depth", "16"]),
+    Scenario("bulk", "Bulk, 4 conns × 64 KiB buffers", [MBS, CPU_MB], server_mode="bulk",
+             loadgen=["--mode", "bulk", "--conns", "4", "--chunk", "65536", "--window", "262144"]),
+    Scenario("connrate", "Connection rate (connect, 1 line, close; 8 at once)", [CONNS, CPU_CONN, P50, P99],
+             loadgen=["--mode", "connrate", "--conns", "8"]),
+    Scenario("memory", "Memory, idle connections", [MEM]),
+    Scenario("tls_handshake", "TLS handshakes (connect, handshake, 1 line, close; 8 at once)",
+             [HANDSHAKES, CPU_HS], tls=True, loadgen=["--mode", "connrate", "--conns", "8"]),
+    Scenario("tls_bulk", "TLS bulk, 4 conns × 64 KiB buffers", [MBS, CPU_MB], server_mode="bulk", tls=True,
+             loadgen=["--mode", "bulk", "--conns", "4", "--chunk", "65536", "--window", "262144"]),
+]
+MICRO_BENCHMARKS = [
+    ("add_callback", "add_callback, callbacks/s"),
+    ("call_later_cancel", "call_later + cancel, timers/s"),
+    ("await_done_future", "await a completed Future, awaits/s"),
+    ("coroutine_switch", "coroutine switches/s"),
+]
+
+
+class Config:
+    """Durations and counts; --quick shrinks them to stay under a minute."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        quick = args.quick
+        self.quick = quick
+        self.runs = args.runs or (3 if quick else 5)
+        self.first_warmup = 0.3 if quick else 1.0  # once per server, thrown away
+        self.warmup = 0.1 if quick else 0.3  # at the start of every run, thrown away
+        self.duration = args.duration or (0.3 if quick else 2.0)
+        self.memory_conns = args.memory_conns or (1000 if quick else 10_000)
+        self.memory_runs = 3
+        self.micro_target = 0.03 if quick else 0.2
+        self.micro_repeats = 3 if quick else 5
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+_children: typing.List[subprocess.Popen] = []
+
+
+def _pin(cpu: typing.Optional[int]) -> typing.Optional[typing.Callable[[], None]]:
+    if cpu is None:
+        return None
+
+    def preexec() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return preexec
+
+
+def _kill_children() -> None:
+    for p in list(_children):
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        _children.remove(p)
+
+
+def _readline(p: subprocess.Popen, timeout: float) -> str:
+    """One line of p's stdout within timeout ('' on EOF or timeout)."""
+    assert p.stdout is not None
+    fd = p.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1)  # byte by byte: what follows the line must stay in the pipe
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+class Server:
+    """One echo server process, on 127.0.0.1, pinned to cpu."""
+
+    def __init__(self, stack: str, mode: str, tls: typing.Optional[typing.Tuple[str, str]],
+                 cpu: typing.Optional[int], logdir: str, tag: str) -> None:
+        self.stack, self.mode, self.tls, self.cpu = stack, mode, tls, cpu
+        self.log_path = os.path.join(logdir, f"{tag}-{stack}.log")
+        self.proc: typing.Optional[subprocess.Popen] = None
+        self.port = 0
+        self.error = ""
+
+    def start(self) -> bool:
+        cmd = [sys.executable, ECHO_SERVER, "--stack", self.stack, "--mode", self.mode]
+        if self.tls:
+            cmd += ["--certfile", self.tls[0], "--keyfile", self.tls[1]]
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+                                     preexec_fn=_pin(self.cpu), cwd=ROOT)
+        _children.append(self.proc)
+        line = _readline(self.proc, 30)
+        if line.startswith("LISTENING "):
+            self.port = int(line.split()[1])
+            return True
+        self.error = line[len("IMPORT-FAILED "):] if line.startswith("IMPORT-FAILED ") else (
+            f"server did not start ({line or 'no output'}; see {os.path.relpath(self.log_path, ROOT)})")
+        self.stop()
+        return False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is not None:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+            if p in _children:
+                _children.remove(p)
+            if p.stdout:
+                p.stdout.close()
+        if getattr(self, "log", None):
+            self.log.close()
+        self.proc = None
+
+
+class LoadGen:
+    """The command lines of the load generator: C if it builds, else Python."""
+
+    def __init__(self, builddir: str, prefer: str) -> None:
+        self.plain: typing.List[str] = [sys.executable, LOADGEN_PY]
+        self.tls: typing.List[str] = self.plain
+        self.description = "Python (benchmarks/loadgen.py: no C compiler found)"
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if prefer == "python":
+            self.description = "Python (benchmarks/loadgen.py, by request)"
+            return
+        if not cc:
+            return
+        os.makedirs(builddir, exist_ok=True)
+        exe = os.path.join(builddir, "loadgen")
+        base = [cc, "-O2", "-o", exe, LOADGEN_C]
+        for extra, tls in ((["-DWITH_TLS", "-lssl", "-lcrypto"], True), ([], False)):
+            r = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
+            if r.returncode == 0:
+                self.plain = [exe]
+                if tls:
+                    self.tls = [exe]
+                    self.description = f"C (benchmarks/loadgen.c, epoll, OpenSSL; built with {os.path.basename(cc)})"
+                else:
+                    self.description = (f"C (benchmarks/loadgen.c, epoll; built with {os.path.basename(cc)}); "
+                                        "Python for TLS (no OpenSSL headers)")
+                return
+        self.description = "Python (benchmarks/loadgen.py: the C build failed)"
+
+    def impl(self, tls: bool) -> str:
+        return "c" if (self.tls if tls else self.plain)[0] != sys.executable else "python"
+
+    def run(self, args: typing.List[str], tls: bool, cpu: typing.Optional[int], timeout: float) -> Run:
+        cmd = (self.tls if tls else self.plain) + args
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_pin(cpu), cwd=ROOT)
+        _children.append(p)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            return {"error": f"load generator timed out after {timeout:.0f} s"}
+        finally:
+            _children.remove(p)
+        return _parse_result(out, err, p.returncode)
+
+    def idle(self, args: typing.List[str], cpu: typing.Optional[int], timeout: float,
+             on_ready: typing.Callable[[], typing.Any]) -> typing.Tuple[Run, typing.Any]:
+        """Open connections, call on_ready() while they are all held open, then release them."""
+        p = subprocess.Popen(self.plain + ["--mode", "idle"] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=_pin(cpu), cwd=ROOT)
+        _children.append(p)
+        measured = None
+        try:
+            line = _readline(p, timeout)
+            if line.startswith("READY"):
+                measured = on_ready()
+            try:  # communicate() closes stdin first: EOF tells the generator to close everything and report
+                out, err = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            if not line.startswith("READY"):
+                r = _parse_result(line.encode() + b"\n" + out, err, p.returncode)
+                r.setdefault("error", "connections were not all established in time")
+                return r, None
+            return _parse_result(out, err, p.returncode), measured
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            _children.remove(p)
+
+
+def _parse_result(out: bytes, err: bytes, status: int) -> Run:
+    for line in reversed(out.decode(errors="replace").splitlines()):
+        if line.startswith("{"):
+            try:
+                r = json.loads(line)
+            except ValueError:
+                break
+            if "error" not in r and r.get("errors") and r.get("mode") not in ("connrate",):
+                r["error"] = f"{r['errors']} connection errors ({r.get('last_error')})"
+            return r
+    tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {status}"]
+    return {"error": f"no result from the load generator: {tail[0]}"}
+
+
+# --------------------------------------------------------------------------------------------
+# Progress and bookkeeping
+# --------------------------------------------------------------------------------------------
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.t0 = total, 0, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_scenario = ""
+
+    def step(self, scenario: str, what: str) -> None:
+        self.done += 1
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / max(1, self.done - 1) * (self.total - self.done + 1) if self.done > 1 else 0
+        line = (f"[{self.done:3d}/{self.total}] {scenario}: {what}  "
+                f"({elapsed:4.0f} s elapsed, ~{eta:3.0f} s left)")
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
+        elif scenario != self.last_scenario:
+            sys.stderr.write(line + "\n")
+        self.last_scenario = scenario
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        sys.stderr.write(f"benchmarks done in {time.monotonic() - self.t0:.0f} s\n")
+
+
+def summarize(values: typing.List[float]) -> typing.Optional[typing.Dict[str, typing.Any]]:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
+            "values": values}
+
+
+def rotated(items: typing.List[str], k: int) -> typing.List[str]:
+    k %= max(1, len(items))
+    return items[k:] + items[:k]
+
+
+# --------------------------------------------------------------------------------------------
+# The runs
+# --------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.cfg = Config(args)
+        self.out = os.path.abspath(args.out)
+        self.logdir = os.path.join(self.out, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.stacks = [s for s in STACKS if s in args.stacks]
+        self.scenarios = [s for s in SCENARIOS if s.key in args.scenarios]
+        cpus = sorted(os.sched_getaffinity(0))
+        if args.no_pin or len(cpus) < 2:
+            self.server_cpu = self.client_cpu = None
+            self.pinning = "none (" + ("disabled" if args.no_pin else f"only {len(cpus)} CPU available") + ")"
+        else:
+            self.server_cpu, self.client_cpu = cpus[0], cpus[1]
+            self.pinning = f"server on CPU {cpus[0]}, load generator on CPU {cpus[1]}"
+        self.results: typing.Dict[str, typing.Any] = {"scenarios": {}, "micro": {}, "stacks": {}}
+        self.notes: typing.List[str] = []
+
+    # -- set-up --------------------------------------------------------------------------------
+    def check_stacks(self) -> None:
+        for stack in self.stacks:
+            entry: typing.Dict[str, typing.Any] = {"label": LABELS[stack]}
+            for key, script in (("server", ECHO_SERVER), ("micro", MICRO)):
+                try:
+                    r = subprocess.run([sys.executable, script, "--stack", stack, "--check"], capture_output=True,
+                                       text=True, timeout=60, cwd=ROOT)
+                    line = (r.stdout.strip().splitlines() or [r.stderr.strip() or f"exit {r.returncode}"])[-1]
+                except subprocess.TimeoutExpired:
+                    line = "IMPORT-FAILED import timed out"
+                ok = line == "IMPORT-OK"
+                entry[key] = ok
+                if not ok:
+                    entry[key + "_reason"] = "import failed: " + line.replace("IMPORT-FAILED ", "")
+            self.results["stacks"][stack] = entry
+
+    def available(self, stack: str, key: str = "server") -> bool:
+        return bool(self.results["stacks"][stack].get(key))
+
+    def make_certs(self) -> typing.Optional[typing.Tuple[str, str, str]]:
+        try:
+            import trustme
+        except ImportError:
+            self.notes.append("TLS scenarios skipped: trustme is not installed")
+            return None
+        d = os.path.join(self.out, "tls")
+        os.makedirs(d, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost", "127.0.0.1")
+        paths = tuple(os.path.join(d, n) for n in ("ca.pem", "cert.pem", "key.pem"))
+        ca.cert_pem.write_to_path(paths[0])
+        cert.cert_chain_pems[0].write_to_path(paths[1])
+        cert.private_key_pem.write_to_path(paths[2])
+        return typing.cast(typing.Tuple[str, str, str], paths)
+
+    def raise_fd_limit(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if self.cfg.memory_conns > limit - 200:
+            self.notes.append(f"memory scenario: {limit - 200} connections, not {self.cfg.memory_conns} "
+                              f"(the file descriptor limit is {limit})")
+            self.cfg.memory_conns = max(100, limit - 200)
+
+    def total_steps(self) -> int:
+        total = 0
+        n_server = sum(self.available(s) for s in self.stacks)
+        for sc in self.scenarios:
+            if sc.key == "memory":
+                total += n_server * self.cfg.memory_runs
+            else:
+                total += n_server * (1 + self.cfg.runs)
+        if not self.args.skip_micro:
+            total += sum(self.available(s, "micro") for s in self.stacks)
+        return total
+
+    # -- scenarios -----------------------------------------------------------------------------
+    def run_load_scenario(self, sc: Scenario, certs: typing.Optional[typing.Tuple[str, str, str]],
+                          progress: Progress) -> typing.Dict[str, typing.Any]:
+        cfg = self.cfg
+        out: typing.Dict[str, typing.Any] = {}
+        servers: typing.Dict[str, Server] = {}
+        tls_args: typing.List[str] = ["--tls", "--ca", certs[0]] if sc.tls and certs else []
+        try:
+            for stack in self.stacks:
+                if not self.available(stack):
+                    continue
+                srv = Server(stack, sc.server_mode, (certs[1], certs[2]) if sc.tls and certs else None,
+                             self.server_cpu, self.logdir, sc.key)
+                if srv.start():
+                    servers[stack] = srv
+                else:
+                    out[stack] = {"error": srv.error, "runs": []}
+            for stack, srv in servers.items():  # first warm-up: JIT-free, but caches, allocators, accept queues
+                progress.step(sc.title, f"{LABELS[stack]} warm-up")
+                self.lg.run(sc.loadgen + tls_args + ["--port", str(srv.port), "--warmup", "0", "--duration",
+                                                      str(cfg.first_warmup), "--max-time", "60"],
+                            sc.tls, self.client_cpu, timeout=90)
+                out[stack] = {"runs": []}
+            for i in range(cfg.runs):
+                for stack in rotated(list(servers), i):
+                    progress.step(sc.title, f"{LABELS[stack]} run {i + 1}/{cfg.runs}")
+                    srv = servers[stack]
+                    if not srv.alive():
+                        out[stack].setdefault("error", f"server exited (see {os.path.relpath(srv.log_path, ROOT)})")
+                        continue
+                    max_time = cfg.warmup + cfg.duration + 30
+                    r = self.lg.run(sc.loadgen + tls_args + [
+                        "--port", str(srv.port), "--warmup", str(cfg.warmup), "--duration", str(cfg.duration),
+                        "--max-time", str(max_time), "--server-pid", str(srv.pid)],
+                        sc.tls, self.client_cpu, timeout=max_time + 15)
+                    out[stack]["runs"].append(r)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        for entry in out.values():
+            good = [r for r in entry["runs"] if "error" not in r]
+            bad = [r["error"] for r in entry["runs"] if "error" in r]
+            if bad:
+                entry["run_errors"] = bad
+                if not good:
+                    entry.setdefault("error", bad[0])
+            entry["metrics"] = self.metrics_of(sc, good)
+            entry["loadgen_impl"] = self.lg.impl(sc.tls)
+        return out
+
+    def metrics_of(self, sc: Scenario, runs: typing.List[Run]) -> typing.Dict[str, typing.Any]:
+        metrics: typing.Dict[str, typing.Any] = {}
+        for m in sc.metrics:
+            metrics[m.key] = summarize([v for v in (m.get(r) for r in runs) if v is not None])
+        for key, field in (("server_cpu_pct", "server_cpu_s"), ("loadgen_cpu_pct", "cpu_s")):
+            metrics[key] = summarize([r[field] / r["elapsed"] * 100 for r in runs
+                                      if r.get("elapsed") and r.get(field, -1) >= 0])
+        return metrics
+
+    def run_memory(self, sc: Scenario, progress: Progress) -> typing.Dict[str, typing.Any]:
+        n = self.cfg.memory_conns
+        out: typing.Dict[str, typing.Any] = {}
+        stacks = [s for s in self.stacks if self.available(s)]
+        for s in stacks:
+            out[s] = {"runs": []}
+        for i in range(self.cfg.memory_runs):
+            for stack in rotated(stacks, i):
+                progress.step(sc.title, f"{LABELS[stack]} run {i + 1}/{self.cfg.memory_runs} ({n:,} connections)")
+                srv = Server(stack, "line", None, self.server_cpu, self.logdir, sc.key)
+                if not srv.start():
+                    out[stack]["runs"].append({"error": srv.error})
+                    continue
+                try:
+                    common = ["--port", str(srv.port), "--max-time", "120", "--server-pid", str(srv.pid)]
+                    # Warm-up: the first connections pay for imports, code paths and allocator arenas.
+                    self.lg.idle(common + ["--conns", "100"], self.client_cpu, 60, lambda: None)
+                    time.sleep(0.2)
+                    before = srv.rss_kib()
+
+                    def settle_and_measure(srv: Server = srv) -> int:
+                        time.sleep(0.3)
+                        return srv.rss_kib()
+
+                    r, after = self.lg.idle(common + ["--conns", str(n)], self.client_cpu, 100, settle_and_measure)
+                    if after is not None and srv.alive():
+                        r.update(rss_before_kib=before, rss_after_kib=after, kib_per_conn=(after - before) / n)
+                    elif "error" not in r:
+                        r["error"] = "server exited while holding the connections"
+                    out[stack]["runs"].append(r)
+                finally:
+                    srv.stop()
+        for entry in out.values():
+            good = [r for r in entry["runs"] if "error" not in r]
+            if len(good) < len(entry["runs"]):
+                entry["run_errors"] = [r["error"] for r in entry["runs"] if "error" in r]
+                if not good:
+                    entry["error"] = entry["run_errors"][0]
+            entry["metrics"] = {MEM.key: summarize([r["kib_per_conn"] for r in good])}
+            entry["connections"] = n
+            entry["loadgen_impl"] = self.lg.impl(False)
+        return out
+
+    def run_micro(self, progress: Progress) -> None:
+        for stack in self.stacks:
+            if not self.available(stack, "micro"):
+                continue
+            progress.step("Loop micro-benchmarks", LABELS[stack])
+            cmd = [sys.executable, MICRO, "--stack", stack, "--target-time", str(self.cfg.micro_target),
+                   "--repeats", str(self.cfg.micro_repeats)]
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, preexec_fn=_pin(self.server_cpu),
+                                   cwd=ROOT)
+                data = json.loads(r.stdout.strip().splitlines()[-1])["results"]
+            except (subprocess.TimeoutExpired, ValueError, IndexError, KeyError) as e:
+                self.results["micro"][stack] = {"error": f"micro-benchmarks failed: {type(e).__name__}"}
+                continue
+            entry: typing.Dict[str, typing.Any] = {}
+            for name, values in data.items():
+                entry[name] = values if isinstance(values, dict) else summarize(values)
+            self.results["micro"][stack] = entry
+
+    # -- all -----------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.raise_fd_limit()
+        self.check_stacks()
+        if not any(self.available(s) for s in self.stacks):
+            sys.stderr.write("no stack could be imported; nothing to measure\n")
+        self.lg = LoadGen(os.path.join(self.out, "build"), self.args.loadgen)
+        certs = self.make_certs() if any(s.tls for s in self.scenarios) else None
+        progress = Progress(self.total_steps())
+        started = datetime.datetime.now(datetime.timezone.utc)
+        for sc in self.scenarios:
+            if sc.tls and not certs:
+                continue
+            if sc.key == "memory":
+                self.results["scenarios"][sc.key] = self.run_memory(sc, progress)
+            else:
+                self.results["scenarios"][sc.key] = self.run_load_scenario(sc, certs, progress)
+        if not self.args.skip_micro:
+            self.run_micro(progress)
+        progress.finish()
+        self.results["meta"] = self.meta(started)
+        self.results["ratios"] = self.ratios()
+        self.results["targets"] = self.targets()
+        self.results["notes"] = self.notes
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+        table = render_markdown(self)
+        with open(os.path.join(self.out, "results.md"), "w") as f:
+            f.write(table)
+        chart = os.path.join(self.out, "ratios.png")
+        chart_note = render_chart(self, chart) if not self.args.no_chart else "chart skipped (--no-chart)"
+        print(table)
+        print(f"Results: {os.path.relpath(self.out, os.getcwd())}/results.json, results.md; {chart_note}")
+        return 0
+
+    def meta(self, started: datetime.datetime) -> typing.Dict[str, typing.Any]:
+        versions = {}
+        for mod in ("tornado", "uvloop"):
+            try:
+                versions[mod] = __import__(mod).__version__
+            except Exception:
+                versions[mod] = None
+        try:
+            import tornado_lite
+
+            versions["tornado_lite"] = tornado_lite.version
+        except Exception:
+            versions["tornado_lite"] = None
+        c = self.cfg
+        return {
+            "started": started.isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "pinning": self.pinning,
+            "loadgen": self.lg.description,
+            "versions": versions,
+            "quick": c.quick,
+            "runs": c.runs,
+            "warmup_s": c.warmup,
+            "first_warmup_s": c.first_warmup,
+            "duration_s": c.duration,
+            "memory_connections": c.memory_conns,
+            "memory_runs": c.memory_runs,
+            "baseline": BASELINE,
+        }
+
+    def median(self, scenario: str, stack: str, metric: str) -> typing.Optional[float]:
+        entry = self.results["scenarios"].get(scenario, {}).get(stack, {})
+        m = entry.get("metrics", {}).get(metric)
+        return m["median"] if m else None
+
+    def micro_median(self, stack: str, name: str) -> typing.Optional[float]:
+        m = self.results["micro"].get(stack, {}).get(name)
+        return m["median"] if isinstance(m, dict) and "median" in m else None
+
+    def ratios(self) -> typing.Dict[str, typing.Dict[str, typing.Optional[float]]]:
+        """stack -> "scenario.metric" -> median(stack) / median(Tornado on asyncio)."""
+        out: typing.Dict[str, typing.Dict[str, typing.Optional[float]]] = {}
+        for stack in self.stacks:
+            row: typing.Dict[str, typing.Optional[float]] = {}
+            for sc in self.scenarios:
+                for m in sc.metrics:
+                    row[f"{sc.key}.{m.key}"] = _ratio(self.median(sc.key, stack, m.key),
+                                                      self.median(sc.key, BASELINE, m.key))
+            for name, _ in MICRO_BENCHMARKS:
+                row[f"micro.{name}"] = _ratio(self.micro_median(stack, name), self.micro_median(BASELINE, name))
+            out[stack] = row
+        return out
+
+    def targets(self) -> typing.List[typing.Dict[str, typing.Any]]:
+        """The issue's targets for tornado_lite, each with its measured ratio and verdict."""
+        lite = self.results["ratios"].get("tornado_lite", {})
+        specs = [
+            ("Ping-pong ×100: msgs/s ≥ 3× Tornado", "pingpong_100.msgs_s", ">=", 3.0),
+            ("Ping-pong ×100: p99 ≤ 0.5× Tornado", "pingpong_100.p99_us", "<=", 0.5),
+            ("Pipelined: msgs/s ≥ 8× Tornado", "pipelined.msgs_s", ">=", 8.0),
+            ("Bulk: MB/s ≥ 2× Tornado", "bulk.mb_s", ">=", 2.0),
+            ("Server CPU per accepted connection ≤ 0.6× Tornado", "connrate.cpu_us_per_conn", "<=", 0.6),
+            ("Memory per idle connection ≤ 0.4× Tornado", "memory.kib_per_conn", "<=", 0.4),
+        ]
+        out = []
+        for title, key, op, bound in specs:
+            ratio = lite.get(key)
+            met = None if ratio is None else (ratio >= bound if op == ">=" else ratio <= bound)
+            out.append({"target": title, "key": key, "ratio": ratio, "met": met})
+        # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
+        for rival in ("tornado-uvloop", "asyncio-streams"):
+            for sc in self.scenarios:
+                mine, theirs = self.median(sc.key, "tornado_lite", sc.primary.key), self.median(
+                    sc.key, rival, sc.primary.key)
+                ratio = _ratio(mine, theirs)
+                met = None if ratio is None else (ratio > 1 if sc.primary.higher_better else ratio < 1)
+                out.append({"target": f"Ahead of {LABELS[rival]}: {sc.title} ({sc.primary.title})",
+                            "key": f"{sc.key}.{sc.primary.key}", "vs": rival, "ratio": ratio, "met": met})
+        return out
+
+
+def _ratio(a: typing.Optional[float], b: typing.Optional[float]) -> typing.Optional[float]:
+    return a / b if a is not None and b else None
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+
+def _num(v: float, digits: int = 0) -> str:
+    if digits == 0 and abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:,.{max(digits, 1 if abs(v) < 100 else 0)}f}"
+
+
+def _cell(summary: typing.Optional[typing.Dict[str, typing.Any]], digits: int, ratio: typing.Optional[float],
+          show_ratio: bool) -> str:
+    if not summary:
+        return "–"
+    text = f"{_num(summary['median'], digits)} ({_num(summary['min'], digits)}–{_num(summary['max'], digits)})"
+    if show_ratio and ratio is not None:
+        text += f" **{ratio:.2f}×**"
+    return text
+
+
+def _stack_unavailable(bench: Bench, stack: str, key: str = "server") -> typing.Optional[str]:
+    entry = bench.results["stacks"].get(stack, {})
+    if entry.get(key):
+        return None
+    return "n/a (" + entry.get(key + "_reason", "not run") + ")"
+
+
+def render_markdown(bench: Bench) -> str:
+    r, meta = bench.results, bench.results["meta"]
+    stacks = bench.stacks
+    lines = [f"# tornado_lite benchmarks ({'quick' if meta['quick'] else 'full'} run, {meta['started']})", ""]
+    v = meta["versions"]
+    lines += [
+        f"- Machine: {meta['platform']}, {meta['cpus']} CPUs, load average at the end {meta['load_average'][0]:.2f};"
+        f" Python {meta['python']}; tornado {v.get('tornado')}, uvloop {v.get('uvloop')},"
+        f" tornado_lite {v.get('tornado_lite')}",
+        f"- Pinning: {meta['pinning']}. Load generator: {meta['loadgen']}.",
+        f"- Each cell: median (min–max) of {meta['runs']} runs of {meta['duration_s']} s, each after a"
+        f" {meta['warmup_s']} s warm-up (plus a {meta['first_warmup_s']} s warm-up per server);"
+        f" **n×** = ratio to {LABELS[BASELINE]}. ↑ higher is better, ↓ lower is better.",
+        "",
+        "| Scenario | Metric | " + " | ".join(LABELS[s] for s in stacks) + " |",
+        "|---|---|" + "---|" * len(stacks),
+    ]
+    for sc in bench.scenarios:
+        res = r["scenarios"].get(sc.key)
+        if res is None:
+            continue
+        for j, m in enumerate(sc.metrics):
+            cells = []
+            for stack in stacks:
+                na = _stack_unavailable(bench, stack)
+                entry = res.get(stack, {})
+                if na:
+                    cells.append(na if j == 0 else "")
+                elif entry.get("error") and not entry.get("metrics", {}).get(m.key):
+                    cells.append(f"error: {entry['error']}" if j == 0 else "")
+                else:
+                    cells.append(_cell(entry.get("metrics", {}).get(m.key), m.digits,
+                                       r["ratios"][stack].get(f"{sc.key}.{m.key}"), stack != BASELINE))
+            title = sc.title
+            if sc.key == "memory":
+                title += f" ({bench.cfg.memory_conns:,} open)"
+            lines.append(f"| {title if j == 0 else ''} | {m.title} {'↑' if m.higher_better else '↓'} | "
+                         + " | ".join(cells) + " |")
+    # CPU use
+    lines += ["", "CPU use during the measured window (median % of one core): server / load generator."
+              " A load generator near 100% would mean the figure measures the generator, not the server (⚠).", "",
+              "| Scenario | " + " | ".join(LABELS[s] for s in stacks) + " |", "|---|" + "---|" * len(stacks)]
+    for sc in bench.scenarios:
+        if sc.key == "memory" or sc.key not in r["scenarios"]:
+            continue
+        cells = []
+        for stack in stacks:
+            ms = r["scenarios"][sc.key].get(stack, {}).get("metrics", {})
+            s, g = ms.get("server_cpu_pct"), ms.get("loadgen_cpu_pct")
+            if not s or not g:
+                cells.append("–")
+                continue
+            warn = " ⚠" if g["median"] >= 90 else ""
+            cells.append(f"{s['median']:.0f}% / {g['median']:.0f}%{warn}")
+        impl = {r["scenarios"][sc.key].get(s, {}).get("loadgen_impl") for s in stacks} - {None}
+        lines.append(f"| {sc.title}{' (Python generator)' if impl == {'python'} else ''} | " + " | ".join(cells) + " |")
+    # Micro-benchmarks
+    if r["micro"] or any(_stack_unavailable(bench, s, "micro") for s in stacks):
+        lines += ["", "Loop micro-benchmarks (operations/s ↑; asyncio streams column = plain asyncio primitives).", "",
+                  "| Benchmark | " + " | ".join(LABELS[s] for s in stacks) + " |", "|---|" + "---|" * len(stacks)]
+        for name, title in MICRO_BENCHMARKS:
+            cells = []
+            for stack in stacks:
+                na = _stack_unavailable(bench, stack, "micro")
+                m = r["micro"].get(stack, {}).get(name) if not na else None
+                if na:
+                    cells.append(na)
+                elif isinstance(m, dict) and "error" in m:
+                    cells.append(f"error: {m['error']}")
+                else:
+                    cells.append(_cell(m, 0, r["ratios"][stack].get(f"micro.{name}"), stack != BASELINE))
+            lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    # Targets
+    lines += ["", f"Targets for tornado_lite (ratios to {LABELS[BASELINE]} unless stated).", "",
+              "| Target | Measured | Met |", "|---|---|---|"]
+    for t in r["targets"]:
+        ratio = "–" if t["ratio"] is None else f"{t['ratio']:.2f}×"
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} | {ratio} | {met} |")
+    problems = []
+    for sc_key, res in r["scenarios"].items():
+        for stack, entry in res.items():
+            for e in entry.get("run_errors", []):
+                problems.append(f"{sc_key} / {LABELS[stack]}: {e}")
+    if bench.notes or problems:
+        lines += ["", "Notes:"] + [f"- {n}" for n in bench.notes] + [f"- {p}" for p in problems[:20]]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(bench: Bench, path: str) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no chart (matplotlib is not installed)"
+    others = [s for s in bench.stacks if s != BASELINE]
+    rows: typing.List[typing.Tuple[str, str]] = []
+    for sc in bench.scenarios:
+        if sc.key not in bench.results["scenarios"]:
+            continue
+        for m in sc.metrics:
+            if m in (P50, P999) or (m in (P99,) and sc.key != "pingpong_100"):
+                continue
+            arrow = "↑" if m.higher_better else "↓"
+            rows.append((f"{sc.title.split(' (')[0]}: {m.title} {arrow}", f"{sc.key}.{m.key}"))
+    if bench.results["micro"]:
+        rows += [(f"micro: {title} ↑", f"micro.{name}") for name, title in MICRO_BENCHMARKS]
+    if not rows:
+        return "no chart (nothing measured)"
+    ratios = bench.results["ratios"]
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) * max(1, len(others)) / 2 + 2))
+    height = 0.8 / max(1, len(others))
+    colors = {"tornado-uvloop": "#8e8ee0", "asyncio-streams": "#9bc49b", "tornado_lite": "#e07a3a"}
+    for i, stack in enumerate(others):
+        ys = [len(rows) - 1 - k + (i - (len(others) - 1) / 2) * height for k in range(len(rows))]
+        vals = [ratios.get(stack, {}).get(key) for _, key in rows]
+        ax.barh([y for y, v in zip(ys, vals) if v], [v for v in vals if v], height=height,
+                color=colors.get(stack), label=LABELS[stack] + ("" if any(vals) else " (n/a)"))
+        for y, val in zip(ys, vals):
+            if val:
+                ax.text(val, y, f" {val:.2f}×", va="center", fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([label for label, _ in reversed(rows)], fontsize=8)
+    ax.set_xlabel(f"ratio to {LABELS[BASELINE]} (log scale; ↑ rows: right is better, ↓ rows: left is better)")
+    meta = bench.results["meta"]
+    ax.set_title(f"tornado_lite benchmarks ({'quick' if meta['quick'] else 'full'} run, {meta['started']})",
+                 fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {os.path.relpath(path, os.getcwd())}"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: typing.Optional[typing.List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="tornado_lite benchmark suite")
+    p.add_argument("--quick", action="store_true", help="short runs (under a minute)")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench-results"))
+    p.add_argument("--stacks", default=",".join(STACKS), help="comma-separated subset of " + ",".join(STACKS))
+    p.add_argument("--scenarios", default=",".join(s.key for s in SCENARIOS),
+                   help="comma-separated subset of " + ",".join(s.key for s in SCENARIOS))
+    p.add_argument("--runs", type=int, default=0, help="measured runs per scenario and stack (>= 3)")
+    p.add_argument("--duration", type=float, default=0, help="seconds per measured run")
+    p.add_argument("--memory-conns", type=int, default=0)
+    p.add_argument("--loadgen", choices=["auto", "python"], default="auto")
+    p.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to cores")
+    p.add_argument("--skip-micro", action="store_true")
+    p.add_argument("--no-chart", action="store_true")
+    args = p.parse_args(argv)
+    args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.stacks) - set(STACKS) | set(args.scenarios) - {s.key for s in SCENARIOS}
+    if unknown:
+        p.error(f"unknown stack or scenario: {', '.join(sorted(unknown))}")
+    if BASELINE not in args.stacks:
+        args.stacks.insert(0, BASELINE)  # every ratio is against it
+    if args.runs and args.runs < 3:
+        p.error("--runs must be at least 3 (figures are medians)")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+
+    def on_term(signum: int, frame: typing.Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return Bench(args).run()
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    finally:
+        _kill_children()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
