@@ -484,6 +484,28 @@ async def test_semaphore_async_with_releases_on_exception() -> None:
 
 
 @async_test
+async def test_async_with_goes_through_an_overridden_acquire() -> None:
+    calls: List[Any] = []
+
+    class CountingSemaphore(locks.Semaphore):
+        def acquire(self, timeout: Any = None) -> Any:
+            calls.append(("sem", timeout))
+            return super().acquire(timeout)
+
+    class CountingLock(locks.Lock):
+        def acquire(self, timeout: Any = None) -> Any:
+            calls.append(("lock", timeout))
+            return super().acquire(timeout)
+
+    sem, lock = CountingSemaphore(), CountingLock()
+    async with sem:
+        async with lock:
+            pass
+    assert calls == [("sem", None), ("lock", None)]
+    assert sem.acquire().done() and lock.acquire().done()
+
+
+@async_test
 async def test_semaphore_old_style_with_yield_acquire() -> None:
     sem = locks.Semaphore()
 

@@ -325,6 +325,11 @@ class Semaphore(_TimeoutGarbageCollector):
         self.__enter__()
 
     async def __aenter__(self) -> None:
+        # A free slot is taken on the spot, with no future to make and await (unless a subclass
+        # changed what acquiring means).
+        if self._value > 0 and type(self).acquire is Semaphore.acquire:
+            self._value -= 1
+            return
         await _acquire_or_give_back(self)
 
     async def __aexit__(
@@ -402,6 +407,10 @@ class Lock:
         self.__enter__()
 
     async def __aenter__(self) -> None:
+        block = self._block
+        if block._value > 0 and type(self).acquire is Lock.acquire:
+            block._value -= 1
+            return
         await _acquire_or_give_back(self)
 
     async def __aexit__(
