@@ -139,10 +139,28 @@ def _last_error_line(report: typing.Any) -> str:
 
 
 def _crash_location(report: typing.Any) -> str:
-    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
-    if crash is None:
-        return ""
-    return f"{os.path.basename(str(crash.path))}:{crash.lineno}"
+    """Where it went wrong: the last frame in the test module and the last one in tornado_lite after it.
+
+    The innermost frame alone is often unittest's ``assertEqual``, which says nothing.
+    """
+    longrepr = getattr(report, "longrepr", None)
+    chain = getattr(longrepr, "chain", None)
+    traceback = chain[-1][0] if chain else getattr(longrepr, "reprtraceback", None)
+    test_loc = lib_loc = ""
+    for entry in getattr(traceback, "reprentries", None) or ():
+        loc = getattr(entry, "reprfileloc", None)
+        if loc is None:
+            continue
+        path = str(loc.path).replace(os.sep, "/")
+        short = f"{os.path.basename(path)}:{loc.lineno}"
+        if "/compat_tests/" in path or path.startswith("compat_tests/"):
+            test_loc, lib_loc = short, ""
+        elif "tornado_lite/" in path:
+            lib_loc = "tornado_lite/" + path.split("tornado_lite/", 1)[1] + f":{loc.lineno}"
+    if not test_loc and not lib_loc:
+        crash = getattr(longrepr, "reprcrash", None)
+        return f"{os.path.basename(str(crash.path))}:{crash.lineno}" if crash is not None else ""
+    return " > ".join(x for x in (test_loc, lib_loc) if x)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
