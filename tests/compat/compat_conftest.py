@@ -128,9 +128,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def _last_error_line(report: typing.Any) -> str:
     """The most telling one-line summary of a failure, for grouping failures by cause."""
-    crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+    longrepr = getattr(report, "longrepr", None)
+    crash = getattr(longrepr, "reprcrash", None)
     if crash is not None and getattr(crash, "message", None):
-        text = str(crash.message)
+        text = str(crash.message).splitlines()[0]
+        chain = getattr(longrepr, "chain", None) or ()
+        first = chain[0][1] if len(chain) > 1 else None
+        if text.startswith("pytest.") and first is not None and getattr(first, "message", None):
+            # e.g. pytest's "Exception ignored in ..." wrapper: the cause is the interesting part.
+            text += " <- " + str(first.message).splitlines()[0]
     else:
         text = str(getattr(report, "longreprtext", "") or report.longrepr or "")
         lines = [line for line in text.splitlines() if line.startswith("E ")]
