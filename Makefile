@@ -48,5 +48,26 @@ $(COMPAT_STAMP): setup.cfg setup.py tests/compat/requirements.txt
 compat: $(COMPAT_STAMP)
 	$(COMPAT_PY) tests/compat/run_compat.py --impl $(IMPL) --report-dir docs/compat $(COMPAT_ARGS)
 
+# The benchmark suite (benchmarks/README.md): tornado_lite next to Tornado on asyncio, Tornado on uvloop and
+# asyncio streams, in its own venv (tornado/uvloop are there for comparison only).  Results go to
+# bench-results/ (results.md, results.json, ratios.png); the table is also printed.  bench-quick takes under
+# a minute.  BENCH_ARGS: more options of benchmarks/run.py, e.g. --stacks tornado,tornado_lite --scenarios bulk.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): setup.cfg setup.py benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q -r benchmarks/requirements.txt -e .
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_PY) benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_PY) benchmarks/run.py --quick $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
