@@ -151,9 +151,9 @@ class Config:
         quick = args.quick
         self.quick = quick
         self.runs = args.runs or (3 if quick else 5)
-        self.first_warmup = 0.3 if quick else 1.0  # once per server, thrown away
-        self.warmup = 0.1 if quick else 0.3  # at the start of every run, thrown away
-        self.duration = args.duration or (0.3 if quick else 2.0)
+        self.first_warmup = 0.2 if quick else 1.0  # once per server, thrown away
+        self.warmup = 0.05 if quick else 0.3  # at the start of every run, thrown away
+        self.duration = args.duration or (0.2 if quick else 2.0)
         self.memory_conns = args.memory_conns or (1000 if quick else 10_000)
         self.memory_runs = 3
         self.micro_target = 0.03 if quick else 0.2
@@ -216,7 +216,7 @@ class Server:
         self.port = 0
         self.error = ""
 
-    def start(self) -> bool:
+    def launch(self) -> "Server":
         cmd = [sys.executable, ECHO_SERVER, "--stack", self.stack, "--mode", self.mode]
         if self.tls:
             cmd += ["--certfile", self.tls[0], "--keyfile", self.tls[1]]
@@ -224,6 +224,11 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
                                      preexec_fn=_pin(self.cpu), cwd=ROOT)
         _children.append(self.proc)
+        return self
+
+    def wait_ready(self) -> bool:
+        """Wait for "LISTENING <port>"; on failure keep the reason in self.error and stop the process."""
+        assert self.proc is not None
         line = _readline(self.proc, 30)
         if line.startswith("LISTENING "):
             self.port = int(line.split()[1])
@@ -232,6 +237,12 @@ class Server:
             f"server did not start ({line or 'no output'}; see {os.path.relpath(self.log_path, ROOT)})")
         self.stop()
         return False
+
+    def start(self) -> bool:
+        return self.launch().wait_ready()
+
+    def log_hint(self) -> str:
+        return f"see {os.path.relpath(self.log_path, ROOT)}"
 
     @property
     def pid(self) -> int:
@@ -348,8 +359,13 @@ def _parse_result(out: bytes, err: bytes, status: int) -> Run:
                 r = json.loads(line)
             except ValueError:
                 break
-            if "error" not in r and r.get("errors") and r.get("mode") not in ("connrate",):
-                r["error"] = f"{r['errors']} connection errors ({r.get('last_error')})"
+            if "error" not in r and r.get("errors"):
+                what = f"{r['errors']} connection errors ({r.get('last_error')})"
+                # A connection-rate run survives a few failed connects, but not a run where none succeeded.
+                if r.get("mode") != "connrate" or not r.get("connections"):
+                    r["error"] = what
+                else:
+                    r["warning"] = what
             return r
     tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {status}"]
     return {"error": f"no result from the load generator: {tail[0]}"}
@@ -383,6 +399,18 @@ class Progress:
         if self.tty:
             sys.stderr.write("\r\033[K")
         sys.stderr.write(f"benchmarks done in {time.monotonic() - self.t0:.0f} s\n")
+
+
+def cpu_stall_us() -> typing.Optional[int]:
+    """Total µs some runnable task waited for a CPU (Linux PSI), or None where unavailable."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def summarize(values: typing.List[float]) -> typing.Optional[typing.Dict[str, typing.Any]]:
@@ -423,20 +451,26 @@ class Bench:
 
     # -- set-up --------------------------------------------------------------------------------
     def check_stacks(self) -> None:
+        """Can each stack be imported (server: iostream/tcpserver; micro: ioloop/gen/concurrent)?"""
+        checks = {}
         for stack in self.stacks:
-            entry: typing.Dict[str, typing.Any] = {"label": LABELS[stack]}
+            self.results["stacks"][stack] = {"label": LABELS[stack]}
             for key, script in (("server", ECHO_SERVER), ("micro", MICRO)):
-                try:
-                    r = subprocess.run([sys.executable, script, "--stack", stack, "--check"], capture_output=True,
-                                       text=True, timeout=60, cwd=ROOT)
-                    line = (r.stdout.strip().splitlines() or [r.stderr.strip() or f"exit {r.returncode}"])[-1]
-                except subprocess.TimeoutExpired:
-                    line = "IMPORT-FAILED import timed out"
-                ok = line == "IMPORT-OK"
-                entry[key] = ok
-                if not ok:
-                    entry[key + "_reason"] = "import failed: " + line.replace("IMPORT-FAILED ", "")
-            self.results["stacks"][stack] = entry
+                checks[stack, key] = subprocess.Popen([sys.executable, script, "--stack", stack, "--check"],
+                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                      cwd=ROOT)
+        for (stack, key), p in checks.items():
+            try:
+                stdout, stderr = p.communicate(timeout=60)
+                line = (stdout.strip().splitlines() or [stderr.strip() or f"exit {p.returncode}"])[-1]
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                line = "IMPORT-FAILED import timed out"
+            entry = self.results["stacks"][stack]
+            entry[key] = line == "IMPORT-OK"
+            if not entry[key]:
+                entry[key + "_reason"] = "import failed: " + line.replace("IMPORT-FAILED ", "")
 
     def available(self, stack: str, key: str = "server") -> bool:
         return bool(self.results["stacks"][stack].get(key))
@@ -487,15 +521,14 @@ class Bench:
         servers: typing.Dict[str, Server] = {}
         tls_args: typing.List[str] = ["--tls", "--ca", certs[0]] if sc.tls and certs else []
         try:
-            for stack in self.stacks:
-                if not self.available(stack):
-                    continue
-                srv = Server(stack, sc.server_mode, (certs[1], certs[2]) if sc.tls and certs else None,
-                             self.server_cpu, self.logdir, sc.key)
-                if srv.start():
-                    servers[stack] = srv
+            launched = [Server(stack, sc.server_mode, (certs[1], certs[2]) if sc.tls and certs else None,
+                               self.server_cpu, self.logdir, sc.key).launch()
+                        for stack in self.stacks if self.available(stack)]
+            for srv in launched:  # all start at once; a slow import delays only itself
+                if srv.wait_ready():
+                    servers[srv.stack] = srv
                 else:
-                    out[stack] = {"error": srv.error, "runs": []}
+                    out[srv.stack] = {"error": srv.error, "runs": []}
             for stack, srv in servers.items():  # first warm-up: JIT-free, but caches, allocators, accept queues
                 progress.step(sc.title, f"{LABELS[stack]} warm-up")
                 self.lg.run(sc.loadgen + tls_args + ["--port", str(srv.port), "--warmup", "0", "--duration",
@@ -514,13 +547,17 @@ class Bench:
                         "--port", str(srv.port), "--warmup", str(cfg.warmup), "--duration", str(cfg.duration),
                         "--max-time", str(max_time), "--server-pid", str(srv.pid)],
                         sc.tls, self.client_cpu, timeout=max_time + 15)
+                    if "error" in r or r.get("errors"):
+                        r["log"] = srv.log_hint()
                     out[stack]["runs"].append(r)
         finally:
             for srv in servers.values():
                 srv.stop()
         for entry in out.values():
             good = [r for r in entry["runs"] if "error" not in r]
-            bad = [r["error"] for r in entry["runs"] if "error" in r]
+            bad = [f"{r['error']} ({r['log']})" if "log" in r else r["error"]
+                   for r in entry["runs"] if "error" in r]
+            bad += [f"warning: {r['warning']}" for r in good if "warning" in r]
             if bad:
                 entry["run_errors"] = bad
                 if not good:
@@ -544,22 +581,26 @@ class Bench:
         stacks = [s for s in self.stacks if self.available(s)]
         for s in stacks:
             out[s] = {"runs": []}
+        settle = 0.1 if self.cfg.quick else 0.3
         for i in range(self.cfg.memory_runs):
+            # A fresh server for every run (freed memory is not given back to the OS, so a second run on
+            # the same process would measure nothing); all stacks start at once.
+            fresh = {s: Server(s, "line", None, self.server_cpu, self.logdir, sc.key).launch() for s in stacks}
             for stack in rotated(stacks, i):
                 progress.step(sc.title, f"{LABELS[stack]} run {i + 1}/{self.cfg.memory_runs} ({n:,} connections)")
-                srv = Server(stack, "line", None, self.server_cpu, self.logdir, sc.key)
-                if not srv.start():
+                srv = fresh[stack]
+                if not srv.wait_ready():
                     out[stack]["runs"].append({"error": srv.error})
                     continue
                 try:
                     common = ["--port", str(srv.port), "--max-time", "120", "--server-pid", str(srv.pid)]
                     # Warm-up: the first connections pay for imports, code paths and allocator arenas.
                     self.lg.idle(common + ["--conns", "100"], self.client_cpu, 60, lambda: None)
-                    time.sleep(0.2)
+                    time.sleep(settle)
                     before = srv.rss_kib()
 
                     def settle_and_measure(srv: Server = srv) -> int:
-                        time.sleep(0.3)
+                        time.sleep(settle)
                         return srv.rss_kib()
 
                     r, after = self.lg.idle(common + ["--conns", str(n)], self.client_cpu, 100, settle_and_measure)
@@ -567,13 +608,16 @@ class Bench:
                         r.update(rss_before_kib=before, rss_after_kib=after, kib_per_conn=(after - before) / n)
                     elif "error" not in r:
                         r["error"] = "server exited while holding the connections"
+                    if "error" in r:
+                        r["log"] = srv.log_hint()
                     out[stack]["runs"].append(r)
                 finally:
                     srv.stop()
         for entry in out.values():
             good = [r for r in entry["runs"] if "error" not in r]
             if len(good) < len(entry["runs"]):
-                entry["run_errors"] = [r["error"] for r in entry["runs"] if "error" in r]
+                entry["run_errors"] = [f"{r['error']} ({r['log']})" if "log" in r else r["error"]
+                                       for r in entry["runs"] if "error" in r]
                 if not good:
                     entry["error"] = entry["run_errors"][0]
             entry["metrics"] = {MEM.key: summarize([r["kib_per_conn"] for r in good])}
@@ -610,6 +654,7 @@ class Bench:
         certs = self.make_certs() if any(s.tls for s in self.scenarios) else None
         progress = Progress(self.total_steps())
         started = datetime.datetime.now(datetime.timezone.utc)
+        stall0, t0 = cpu_stall_us(), time.monotonic()
         for sc in self.scenarios:
             if sc.tls and not certs:
                 continue
@@ -620,7 +665,17 @@ class Bench:
         if not self.args.skip_micro:
             self.run_micro(progress)
         progress.finish()
+        stall1 = cpu_stall_us()
         self.results["meta"] = self.meta(started)
+        if stall0 is not None and stall1 is not None:
+            # The suite itself keeps about one task waiting now and then; far more means other work was running.
+            pressure = (stall1 - stall0) / 1e6 / (time.monotonic() - t0) * 100
+            self.results["meta"]["cpu_pressure_pct"] = round(pressure, 1)
+            if pressure > 20:
+                self.notes.append(
+                    f"The machine was busy: some task waited for a CPU {pressure:.0f}% of the time (Linux PSI). "
+                    "Throughput and latency figures are noisy; the 'server CPU per message/connection/MB' rows "
+                    "are the steadier comparison.")
         self.results["ratios"] = self.ratios()
         self.results["targets"] = self.targets()
         self.results["notes"] = self.notes
@@ -636,18 +691,14 @@ class Bench:
         return 0
 
     def meta(self, started: datetime.datetime) -> typing.Dict[str, typing.Any]:
-        versions = {}
-        for mod in ("tornado", "uvloop"):
-            try:
-                versions[mod] = __import__(mod).__version__
-            except Exception:
-                versions[mod] = None
-        try:
-            import tornado_lite
+        from importlib import metadata
 
-            versions["tornado_lite"] = tornado_lite.version
-        except Exception:
-            versions["tornado_lite"] = None
+        versions: typing.Dict[str, typing.Optional[str]] = {}
+        for dist in ("tornado", "uvloop", "tornado_lite"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = None
         c = self.cfg
         return {
             "started": started.isoformat(timespec="seconds"),
@@ -655,6 +706,7 @@ class Bench:
             "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
+            "cpu_pressure_pct": None,
             "pinning": self.pinning,
             "loadgen": self.lg.description,
             "versions": versions,
@@ -728,6 +780,14 @@ def _ratio(a: typing.Optional[float], b: typing.Optional[float]) -> typing.Optio
 # --------------------------------------------------------------------------------------------
 
 
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.2f}×" if ratio >= 0.095 else f"{ratio:.2g}×"
+
+
+def _pct(v: typing.Optional[float]) -> str:
+    return "unknown" if v is None else f"{v:.0f}%"
+
+
 def _num(v: float, digits: int = 0) -> str:
     if digits == 0 and abs(v) >= 100:
         return f"{v:,.0f}"
@@ -742,7 +802,7 @@ def _cell(summary: typing.Optional[typing.Dict[str, typing.Any]], digits: int, r
         return "–"
     text = f"{_num(summary['median'], digits)} ({_num(summary['min'], digits)}–{_num(summary['max'], digits)})"
     if show_ratio and ratio is not None:
-        text += f" **{ratio:.2f}×**"
+        text += f" **{_ratio_text(ratio)}**"
     return text
 
 
@@ -759,7 +819,8 @@ def render_markdown(bench: Bench) -> str:
     lines = [f"# tornado_lite benchmarks ({'quick' if meta['quick'] else 'full'} run, {meta['started']})", ""]
     v = meta["versions"]
     lines += [
-        f"- Machine: {meta['platform']}, {meta['cpus']} CPUs, load average at the end {meta['load_average'][0]:.2f};"
+        f"- Machine: {meta['platform']}, {meta['cpus']} CPUs, load average at the end {meta['load_average'][0]:.2f},"
+        f" CPU pressure during the run {_pct(meta.get('cpu_pressure_pct'))};"
         f" Python {meta['python']}; tornado {v.get('tornado')}, uvloop {v.get('uvloop')},"
         f" tornado_lite {v.get('tornado_lite')}",
         f"- Pinning: {meta['pinning']}. Load generator: {meta['loadgen']}.",
@@ -829,7 +890,7 @@ def render_markdown(bench: Bench) -> str:
     lines += ["", f"Targets for tornado_lite (ratios to {LABELS[BASELINE]} unless stated).", "",
               "| Target | Measured | Met |", "|---|---|---|"]
     for t in r["targets"]:
-        ratio = "–" if t["ratio"] is None else f"{t['ratio']:.2f}×"
+        ratio = "–" if t["ratio"] is None else _ratio_text(t["ratio"])
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {ratio} | {met} |")
     problems = []
@@ -865,7 +926,7 @@ def render_chart(bench: Bench, path: str) -> str:
     if not rows:
         return "no chart (nothing measured)"
     ratios = bench.results["ratios"]
-    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) * max(1, len(others)) / 2 + 2))
+    fig, ax = plt.subplots(figsize=(11, 0.14 * len(rows) * max(1, len(others)) + 1.5))
     height = 0.8 / max(1, len(others))
     colors = {"tornado-uvloop": "#8e8ee0", "asyncio-streams": "#9bc49b", "tornado_lite": "#e07a3a"}
     for i, stack in enumerate(others):
@@ -875,16 +936,25 @@ def render_chart(bench: Bench, path: str) -> str:
                 color=colors.get(stack), label=LABELS[stack] + ("" if any(vals) else " (n/a)"))
         for y, val in zip(ys, vals):
             if val:
-                ax.text(val, y, f" {val:.2f}×", va="center", fontsize=7)
+                ax.text(val, y, f" {_ratio_text(val)}", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ticks = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}×" for t in ticks])
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, 0.5), max(hi, 2.0) * 1.3)  # room for the value labels
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([label for label, _ in reversed(rows)], fontsize=8)
     ax.set_xlabel(f"ratio to {LABELS[BASELINE]} (log scale; ↑ rows: right is better, ↓ rows: left is better)")
     meta = bench.results["meta"]
     ax.set_title(f"tornado_lite benchmarks ({'quick' if meta['quick'] else 'full'} run, {meta['started']})",
                  fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], loc="lower right", fontsize=8)  # same top-to-bottom order as the bars
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
