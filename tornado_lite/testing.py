@@ -88,11 +88,9 @@ class _LastFilterProbe(logging.Filter):
 def _is_suspended(coro: Any) -> bool:
     """True when ``coro`` (a native coroutine or a generator) can have an exception thrown in."""
     if inspect.iscoroutine(coro):
-        state = inspect.getcoroutinestate(coro)
-        return state in (inspect.CORO_SUSPENDED, inspect.CORO_CREATED)
+        return inspect.getcoroutinestate(coro) in (inspect.CORO_SUSPENDED, inspect.CORO_CREATED)
     if inspect.isgenerator(coro):
-        state = inspect.getgeneratorstate(coro)
-        return state in (inspect.GEN_SUSPENDED, inspect.GEN_CREATED)
+        return inspect.getgeneratorstate(coro) in (inspect.GEN_SUSPENDED, inspect.GEN_CREATED)
     return False
 
 
