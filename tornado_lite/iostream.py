@@ -31,13 +31,15 @@ import numbers
 import os
 import re
 import socket
+import ssl
 import sys
 from types import TracebackType
-from typing import Any, Callable, Deque, Optional, Pattern, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, TypeVar, Union
 
 from tornado_lite.concurrent import CancelledError, Future, future_set_result_unless_cancelled
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import gen_log
+from tornado_lite.netutil import _client_ssl_defaults, _server_ssl_defaults, ssl_wrap_socket
 from tornado_lite.util import errno_from_exception
 
 _IOStreamType = TypeVar("_IOStreamType", bound="IOStream")
@@ -1130,14 +1132,60 @@ class IOStream(BaseIOStream):
                     raise
 
     def start_tls(
-        self, server_side: bool, ssl_options: Any = None, server_hostname: Optional[str] = None
-    ) -> "Future[Any]":
-        """Turns this stream into a TLS stream (STARTTLS); the future's result is the new stream.
+        self,
+        server_side: bool,
+        ssl_options: Union[Dict[str, Any], ssl.SSLContext, None] = None,
+        server_hostname: Optional[str] = None,
+    ) -> "Future[SSLIOStream]":
+        """Hands the connection over to a new ``SSLIOStream`` (STARTTLS); the future resolves with it.
 
-        Only valid while nothing is pending or buffered.  Provided by the TLS stream support; until
-        it is present this raises NotImplementedError.
+        For protocols that start in clear text and switch to TLS (SMTP, IMAP, XMPP ...).  Only
+        allowed while the stream is idle: no read, write or connect pending and nothing buffered
+        either way (``ValueError`` otherwise); data still in the kernel is fine.  ``ssl_options`` is
+        an ``ssl.SSLContext`` or a dict of ``ssl.wrap_socket``-style keywords (default: the system
+        trust store for a client; a server must give its certificate); ``server_hostname`` is what
+        a client checks the certificate against and sends as SNI.
+
+        The future resolves once the handshake is done (failing with its error otherwise); the close
+        callback moves to the new stream, and this stream must not be used any more.  Cancelling the
+        future closes the new stream and its socket.
         """
-        raise NotImplementedError("IOStream.start_tls: TLS streams are not available in this build")
+        if (
+            self._read_future is not None
+            or self._write_futures
+            or self._connect_future is not None
+            or self._closed
+            or self._read_buffer
+            or self._write_buffer
+        ):
+            raise ValueError("IOStream is not idle; cannot convert to SSL")
+        if ssl_options is None:
+            ssl_options = _server_ssl_defaults() if server_side else _client_ssl_defaults()
+        sock = self.socket
+        if self._state is not None:
+            # The loop must forget the plain socket object before wrapping detaches it.
+            self.io_loop.remove_handler(sock)
+            self._state = None
+        wrapped = ssl_wrap_socket(
+            sock, ssl_options, server_hostname=server_hostname, server_side=server_side, do_handshake_on_connect=False
+        )
+        self.socket = None  # type: ignore[assignment]
+        close_callback = self._close_callback
+        self._close_callback = None
+        future: Future[SSLIOStream] = Future()
+        stream = SSLIOStream(
+            wrapped,
+            ssl_options=ssl_options,
+            max_buffer_size=self.max_buffer_size,
+            read_chunk_size=self.read_chunk_size,
+            max_write_buffer_size=self.max_write_buffer_size,
+        )
+        stream._ssl_connect_future = future
+        stream.set_close_callback(close_callback)
+        # The caller can reach the new stream only through the future: if it gives up (cancels),
+        # the stream closes itself rather than leak the socket.
+        future.add_done_callback(stream._close_if_cancelled)
+        return future
 
 
 _socket_read_from_fd = IOStream.read_from_fd
@@ -1208,10 +1256,333 @@ class PipeIOStream(BaseIOStream):
 _pipe_read_from_fd = PipeIOStream.read_from_fd
 
 
+# --------------------------------------------------------------------------------------------------
+# TLS: SSLIOStream (and IOStream.start_tls, above, which hands a connection over to one).
+#
+# The handshake runs on the loop like any other I/O: each step is one non-blocking do_handshake(),
+# and between steps the loop watches exactly the direction OpenSSL asked for, so a peer that stalls
+# costs nothing.  Reads and writes issued meanwhile wait; they are served the moment it completes.
+# --------------------------------------------------------------------------------------------------
+
+# An SSL object takes at most 2 GiB per call: reads and writes are clipped to 1 GiB (either may
+# always do less than asked).
+_TLS_MAX_IO = 1 << 30
+
+
+class SSLIOStream(IOStream):
+    """A stream over a TLS connection (Tornado's ``SSLIOStream``).
+
+    A connected socket must already be wrapped, without a handshake::
+
+        ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+
+    An unconnected one is wrapped by ``connect`` once the TCP connection is up.  The keyword argument
+    ``ssl_options`` (an ``ssl.SSLContext`` or a dict of ``ssl.wrap_socket``-style keywords) is what
+    ``connect`` wraps with; by default the system's trust store and hostname checks.
+
+    Reads and writes may be issued before the handshake completes; they proceed after it.  A failed
+    handshake closes the stream: ``error`` holds the ``ssl.SSLError`` (or ``OSError``) and pending
+    operations fail with :class:`StreamClosedError`.
+    """
+
+    __slots__ = (
+        "_ssl_options",
+        "_ssl_accepting",
+        "_handshake_reading",
+        "_handshake_writing",
+        "_server_hostname",
+        "_tls_end",
+    )
+
+    socket: ssl.SSLSocket
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        ssl_options = kwargs.pop("ssl_options", None)
+        self._ssl_options: Union[Dict[str, Any], ssl.SSLContext] = (
+            ssl_options if ssl_options is not None else _client_ssl_defaults()
+        )
+        super().__init__(*args, **kwargs)
+        self._ssl_accepting = True
+        self._handshake_reading = False
+        self._handshake_writing = False
+        self._server_hostname: Optional[str] = None
+        # What a read met after it had already got data (an error, or True for the end of the
+        # stream): delivered by the next read, so the data in hand goes out first.
+        self._tls_end: Union[None, bool, BaseException] = None
+        sock = self.socket
+        if getattr(sock, "server_side", False):
+            # Accepted, so connected: the client speaks first (its hello), so wait to read.
+            self._handshake_reading = True
+            self._add_io_state(_READ)
+            return
+        try:
+            sock.getpeername()
+        except OSError:
+            return  # not connected yet: connect() wraps the socket and starts the handshake
+        # A connected client (start_tls): it opens the handshake as soon as the socket is writable.
+        self._handshake_writing = True
+        self._add_io_state(_WRITE)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def reading(self) -> bool:
+        return self._handshake_reading or self._read_future is not None
+
+    def writing(self) -> bool:
+        return self._handshake_writing or bool(self._write_buffer)
+
+    def _add_io_state(self, state: int) -> None:
+        if self._ssl_accepting and self._state is not None:
+            # During the handshake the loop watches only what the handshake needs (else a write
+            # queued meanwhile would have it report a writable socket on every pass); what reads and
+            # writes wait for is taken up once the handshake is done.
+            return
+        IOStream._add_io_state(self, state)
+
+    def _watch_handshake(self) -> None:
+        state = _ERROR
+        if self._handshake_reading:
+            state |= _READ
+        if self._handshake_writing:
+            state |= _WRITE
+        current = self._state
+        if current is None:
+            self._state = state
+            self.io_loop.add_handler(self.fileno(), self._handle_events, state)
+        elif state != current:
+            self._state = state
+            self.io_loop.update_handler(self.fileno(), state)
+
+    # -- the handshake ----------------------------------------------------------------------------
+
+    def _handle_events(self, fd: Any, events: int) -> None:
+        if not self._ssl_accepting:
+            BaseIOStream._handle_events(self, fd, events)
+            return
+        if self._closed:
+            gen_log.warning("Got events for closed stream %s", fd)
+            return
+        try:
+            if self._connecting:
+                self._handle_connect()  # wraps the socket once the TCP connection is up
+                if self._closed:
+                    return
+            self._do_ssl_handshake()
+            if self._closed:
+                return
+            if self._ssl_accepting:
+                if events & _ERROR:
+                    # An error or hang-up the handshake did not trip over: it can never complete,
+                    # and the poller would report the same condition on every pass.
+                    self.close(exc_info=self.get_fd_error())
+                    return
+                self._watch_handshake()
+                return
+        except Exception as e:
+            gen_log.error("Uncaught exception, closing connection.", exc_info=True)
+            self.close(exc_info=e)
+            raise
+        # Just completed: serve what waited for it (reads may find data already decrypted, queued
+        # writes go out), then watch what the stream needs from now on.
+        BaseIOStream._handle_events(self, fd, events | _READ | _WRITE)
+
+    def _do_ssl_handshake(self) -> None:
+        """One step of the handshake; closes the stream if it fails."""
+        self._handshake_reading = False
+        self._handshake_writing = False
+        sock = self.socket
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._handshake_reading = True
+            return
+        except ssl.SSLWantWriteError:
+            self._handshake_writing = True
+            return
+        except ssl.SSLError as err:
+            code = err.args[0]
+            if code in (ssl.SSL_ERROR_EOF, ssl.SSL_ERROR_ZERO_RETURN):
+                # The peer hung up mid-handshake (a port scan, a health check): nothing to report.
+                self.close(exc_info=err)
+                return
+            if code in (ssl.SSL_ERROR_SSL, ssl.SSL_ERROR_SYSCALL):
+                try:
+                    peer: Any = sock.getpeername()
+                except Exception:
+                    peer = "(not connected)"
+                gen_log.warning("SSL Error on %s %s: %s", sock.fileno(), peer, err)
+                self.close(exc_info=err)
+                return
+            raise
+        except OSError as err:
+            # A reset is a peer leaving; EBADF, ENOTCONN and errno 0 come from port scanners that
+            # connect and drop at once.  All of them end this connection quietly.
+            if self._is_connreset(err) or err.args[0] in (0, errno.EBADF, errno.ENOTCONN):
+                self.close(exc_info=err)
+                return
+            raise
+        except AttributeError as err:
+            # The connection was reset before it was wrapped: the SSL socket has no SSL object.
+            self.close(exc_info=err)
+            return
+        self._ssl_accepting = False
+        self._finish_ssl_connect()
+
+    def _finish_ssl_connect(self) -> None:
+        future = self._ssl_connect_future
+        if future is not None:
+            self._ssl_connect_future = None
+            future_set_result_unless_cancelled(future, self)
+
+    def wait_for_handshake(self) -> "Future[SSLIOStream]":
+        """A future resolved with this stream once the TLS handshake is done.
+
+        Afterwards the peer's certificate, the cipher and the ALPN protocol are available on
+        ``self.socket``.  Meant for server streams and after ``start_tls`` (``connect`` already waits
+        for it).  Only one wait may be pending (``RuntimeError``); once done, a new call resolves at
+        once.  If the handshake fails, the future fails with the error that closed the stream
+        (usually an ``ssl.SSLError``).
+        """
+        if self._ssl_connect_future is not None:
+            raise RuntimeError("Already waiting")
+        future: Future[SSLIOStream] = Future()
+        if not self._ssl_accepting:
+            future.set_result(self)
+        elif self._closed:
+            # Failed before anyone waited: report it rather than leave the waiter hanging.
+            future.set_exception(self.error if self.error is not None else StreamClosedError())
+        else:
+            self._ssl_connect_future = future
+        return future
+
+    def connect(  # type: ignore[override]
+        self, address: Any, server_hostname: Optional[str] = None
+    ) -> "Future[SSLIOStream]":
+        """Connects, then runs the handshake; the future resolves with the stream when both are done.
+
+        ``server_hostname`` is sent as SNI and is what the server's certificate is checked against
+        (unless the context disables the check).
+        """
+        self._server_hostname = server_hostname
+        # The TCP-level future only matters through the handshake's: mark it seen so that a refused
+        # connection is reported once, by the future returned here.
+        IOStream.connect(self, address).add_done_callback(_mark_retrieved)
+        return self.wait_for_handshake()
+
+    def _handle_connect(self) -> None:
+        IOStream._handle_connect(self)
+        if self._closed:
+            return
+        # Now connected: wrap the socket.  The loop holds the plain socket object, which wrapping
+        # detaches, so it forgets it first; _watch_handshake registers the wrapped one.
+        self.io_loop.remove_handler(self.socket)
+        self._state = None
+        self.socket = ssl_wrap_socket(
+            self.socket,
+            self._ssl_options,
+            server_hostname=self._server_hostname,
+            server_side=False,
+            do_handshake_on_connect=False,
+        )
+
+    def _close_if_cancelled(self, future: Future) -> None:
+        # start_tls's caller gave up on the handshake: nobody else can reach this stream to close it.
+        if future.cancelled():
+            self.close()
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        """Decrypts into ``buf``: the count, 0 at the end of the stream, None if nothing is ready.
+
+        OpenSSL hands out at most one record (16 KiB) per call, so the records already at hand are
+        gathered into the rest of ``buf`` in the same call.  ``ssl.SSLSocket.pending()`` data (the
+        rest of a record bigger than the previous read) is invisible to the poller; it is found
+        because a stream keeps reading until OpenSSL asks for more from the socket.
+        """
+        try:
+            if self._ssl_accepting:
+                return None  # nothing can be read before the handshake is done
+            end = self._tls_end
+            if end is not None:
+                self._tls_end = None
+                if end is True:
+                    return 0
+                raise end  # type: ignore[misc]
+            sslobj = self.socket._sslobj  # type: ignore[attr-defined]
+            if sslobj is None:
+                return self.socket.recv_into(buf)  # raises the right error for a closed socket
+            size = len(buf)
+            if size > _TLS_MAX_IO:
+                size = _TLS_MAX_IO
+            try:
+                count = sslobj.read(size, buf)
+            except ssl.SSLWantReadError:
+                self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
+                return None
+            except ssl.SSLWantWriteError:
+                return None
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                # The peer closed without close_notify, or with it when we had sent ours: an end of
+                # stream like any other (what ssl's suppress_ragged_eofs does for recv).
+                return 0
+            if count == 0 or count >= size:
+                return count
+            with memoryview(buf) as view:
+                while count < size:
+                    with view[count:size] as rest:
+                        try:
+                            more = sslobj.read(size - count, rest)
+                        except ssl.SSLWantReadError:
+                            self._maybe_readable = False
+                            break
+                        except ssl.SSLWantWriteError:
+                            break
+                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                            self._tls_end = True
+                            break
+                        except OSError as e:
+                            self._tls_end = e
+                            break
+                    if not more:
+                        self._tls_end = True  # close_notify: the next read reports the end
+                        break
+                    count += more
+            return count
+        finally:
+            del buf
+
+    def write_to_fd(self, data: memoryview) -> int:
+        try:
+            if self._ssl_accepting:
+                return 0  # queued until the handshake is done
+            if len(data) > _TLS_MAX_IO:
+                data = data[:_TLS_MAX_IO]
+            sslobj = self.socket._sslobj  # type: ignore[attr-defined]
+            if sslobj is None:
+                return self.socket.send(data)
+            # OpenSSL writes all of ``data`` or reports WANT_WRITE having kept its place; the retry
+            # passes the same bytes (the write buffer's front, perhaps longer), as it requires.
+            return sslobj.write(data)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return 0
+        finally:
+            del data
+
+    def _is_connreset(self, exc: BaseException) -> bool:
+        if isinstance(exc, ssl.SSLError) and exc.args[0] == ssl.SSL_ERROR_EOF:
+            return True
+        return IOStream._is_connreset(self, exc)
+
+
+_tls_read_from_fd = SSLIOStream.read_from_fd
+
+
 __all__ = [
     "BaseIOStream",
     "IOStream",
     "PipeIOStream",
+    "SSLIOStream",
     "StreamBufferFullError",
     "StreamClosedError",
     "UnsatisfiableReadError",
