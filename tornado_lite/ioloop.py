@@ -576,17 +576,22 @@ class IOLoop(Configurable):
         poll = self._poller.poll
         popleft = callbacks.popleft
         clock = time.monotonic  # the heap's clock (see time())
+        perf_counter = time.perf_counter
         stats = self._stats
+        # "Busy" is the time from one poll's return to the next poll's start: the longest any ready fd or
+        # due timer could have waited.  Two clock reads a pass keep the statistic always on.
+        busy_since = perf_counter()
         while True:
             timed = self._blocking_threshold is not None
             run_callback = self._run_callback_timed if timed else self._run_callback
-            busy_since = time.perf_counter()
 
             # Phase 1: the callbacks queued before this pass.
             ncallbacks = len(callbacks)
             for _ in range(ncallbacks):
                 callback, args = popleft()
                 run_callback(callback, args)
+            # Don't let the last callback's arguments live on in this frame until the next one runs.
+            callback = args = None
 
             # Phase 2: due timers.  They are collected first and run after, so a timer that schedules
             # another already-due timer cannot keep this phase going forever.
@@ -599,11 +604,14 @@ class IOLoop(Configurable):
                         continue  # cancelled by an earlier timer of this same batch
                     entry.callback = entry.args = None
                     run_callback(callback, args)  # type: ignore[arg-type]
+                callback = args = due = entry = None  # type: ignore[assignment]
 
             stats.passes += 1
             stats.callbacks_run += ncallbacks
+            busy = perf_counter() - busy_since
+            if busy > stats.worst_busy:
+                stats.worst_busy = busy
             if self._stopped:
-                stats.note_busy(time.perf_counter() - busy_since)
                 break
 
             # Phase 3: poll, as long as nothing else is waiting.
@@ -613,16 +621,15 @@ class IOLoop(Configurable):
                 timeout = min(max(0.0, timeouts[0][0] - clock()), _MAX_POLL_SECONDS)
             else:
                 timeout = _MAX_POLL_SECONDS
-            stats.note_busy(time.perf_counter() - busy_since)
             try:
                 events = poll(timeout)
             except InterruptedError:
-                continue
+                events = ()
+            busy_since = perf_counter()
             if not events:
                 continue
 
             # Phase 4: dispatch.
-            busy_since = time.perf_counter()
             stats.events += len(events)
             self._dispatching = True
             for fd, bits in events:
@@ -638,10 +645,10 @@ class IOLoop(Configurable):
                     handler[1](handler[0], bits)
                 except Exception:
                     self.handle_callback_exception(handler[1])
+            handler = None  # type: ignore[assignment]
             self._dispatching = False
             if removed:
                 removed.clear()
-            stats.note_busy(time.perf_counter() - busy_since)
 
     # -- diagnostics: slow-callback alarm and statistics --------------------------------------------
 
