@@ -121,7 +121,12 @@ class Future(typing.Generic[_T]):
             if self._logger is not None:
                 self._logger.exc = None
                 self._logger = None
-            raise exc.with_traceback(exc.__traceback__)
+            try:
+                raise exc
+            finally:
+                # This frame goes into exc's traceback: its locals must not lead back to exc, or every
+                # failed future read this way would wait for the cyclic GC (with everything it holds).
+                self = exc = None  # type: ignore[assignment]
         if self._state == _CANCELLED:
             raise CancelledError()
         raise InvalidStateError("Result is not ready.")
@@ -135,6 +140,15 @@ class Future(typing.Generic[_T]):
         if self._state == _CANCELLED:
             raise CancelledError()
         raise InvalidStateError("Exception is not set.")
+
+    def _retrieve_failure(self) -> BaseException:
+        """What ``result()`` would raise for this failed or cancelled future, marked as retrieved."""
+        if self._state == _CANCELLED:
+            return CancelledError()
+        if self._logger is not None:
+            self._logger.exc = None
+            self._logger = None
+        return self._exception  # type: ignore[return-value]
 
     def get_loop(self) -> Any:
         return self._loop
@@ -215,10 +229,24 @@ class Future(typing.Generic[_T]):
 
     def __await__(self) -> typing.Generator[Any, None, _T]:
         if self._state == _PENDING:
-            yield self
+            try:
+                yield self
+            except BaseException:
+                # The runner threw this future's failure in here: drop this frame's hold on the future
+                # before the exception (whose traceback keeps the frame) travels on.
+                self = None  # type: ignore[assignment]
+                raise
             if self._state == _PENDING:
                 raise RuntimeError("await wasn't used with future")
-        return self.result()
+        if self._state == _FINISHED and self._exception is None:
+            return self._result
+        # Raised from this generator frame, not through result(): a plain frame in the traceback would
+        # keep its caller's frame (and locals) alive, and this one's locals are cleared on the way out.
+        exc = self._retrieve_failure()
+        try:
+            raise exc
+        finally:
+            self = exc = None  # type: ignore[assignment]
 
     __iter__ = __await__
 

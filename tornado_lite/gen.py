@@ -7,8 +7,9 @@ it goes straight on, in a loop (no recursion), so a coroutine that awaits 100,00
 runs in one pass.  Each task runs in its own ``contextvars`` context, as asyncio tasks do.
 
 A native coroutine handed to ``convert_yielded`` starts on the next loop pass, as an asyncio task
-would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.  Cancelling a task's future throws
-``concurrent.futures.CancelledError`` into the coroutine at its suspension point.
+would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.
+Cancelling a task's future throws ``concurrent.futures.CancelledError`` into the coroutine at its
+suspension point.
 
 This layer knows futures and the loop's callbacks and timers; it never touches file descriptors.
 """
@@ -151,12 +152,10 @@ class _Task(Future):
                 elif future._state == _FINISHED and future._exception is None:
                     yielded = run(coro.send, future._result)
                 else:
-                    try:
-                        value = future.result()
-                    except BaseException as exc:
-                        yielded = run(coro.throw, exc)
-                    else:
-                        yielded = run(coro.send, value)
+                    # Failed or cancelled.  Taken without raising it here: raised in this frame, it would
+                    # become the __context__ of what the coroutine raises next, and this frame (with the
+                    # futures in its locals) would enter its traceback, a cycle only the GC frees.
+                    yielded = run(coro.throw, future._retrieve_failure())
             except StopIteration as stop:
                 self._finish(stop.value)
                 return
@@ -173,7 +172,7 @@ class _Task(Future):
                 raise
             except BaseException as exc:
                 self._coro = None
-                Future.set_exception(self, exc)
+                Future.set_exception(self, _without_this_frame(exc))
                 return
 
             if isinstance(yielded, Future):
@@ -212,6 +211,19 @@ class _Task(Future):
     def _after_one_pass(self) -> None:
         loop = IOLoop.current()
         loop.add_callback(self._resume_after_moment)
+
+
+def _without_this_frame(exc: BaseException) -> BaseException:
+    """Drops the runner's own frame from the head of ``exc``'s traceback before the task stores it.
+
+    That frame's locals include the task, which is the future holding ``exc``: keeping it would tie
+    every failed coroutine (and all its locals) into a cycle only the cyclic GC can free.  The
+    traceback then starts in the user's coroutine, which is what a reader wants anyway.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code is _Task._step.__code__:
+        exc.__traceback__ = tb.tb_next
+    return exc
 
 
 def _start_task(coro: Any, context: Optional[contextvars.Context] = None) -> _Task:
