@@ -578,13 +578,6 @@ class TCPClientTest(AsyncTestCase):
 # -- TLS ---------------------------------------------------------------------------------------------
 
 
-def tls_supported() -> bool:
-    """Whether this implementation's IOStream can start TLS yet (tornado_lite's TLS comes later)."""
-    if impl == "tornado":
-        return True
-    return "TEMP STUB" not in open(iostream.__file__).read() and hasattr(iostream, "SSLIOStream")
-
-
 class TLSServer:
     """A blocking TLS server on a thread: handshakes, echoes one line, closes."""
 
@@ -629,7 +622,6 @@ class TLSServer:
         self.thread.join(10)
 
 
-@unittest.skipUnless(tls_supported(), "tornado_lite's IOStream has no TLS yet (SSLIOStream lands separately)")
 class TLSConnectTest(AsyncTestCase):
     def setUp(self) -> None:
         super().setUp()
