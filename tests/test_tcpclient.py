@@ -590,6 +590,7 @@ class TLSServer:
         self.context = context
         self.handshake = handshake
         self.saw_close = threading.Event()
+        self.got_hello = threading.Event()
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -602,7 +603,7 @@ class TLSServer:
                 if not self.handshake:
                     # Read the ClientHello, never answer, and wait for the client to give up.
                     while conn.recv(4096):
-                        pass
+                        self.got_hello.set()
                     self.saw_close.set()
                     return
                 assert self.context is not None
@@ -665,5 +666,36 @@ class TLSConnectTest(AsyncTestCase):
             # The server's read ends only when the client's socket is closed.
             while not server.saw_close.is_set():
                 await gen.sleep(0.01)
+        finally:
+            server.close()
+
+    @gen_test
+    async def test_cancelling_during_the_handshake_closes_the_stream(self) -> None:
+        server = TLSServer(None, handshake=False)
+        try:
+            task = gen.convert_yielded(
+                self.client.connect("127.0.0.1", server.port, ssl_options=self.client_context, timeout=3600)
+            )
+            while not server.got_hello.is_set():
+                await gen.sleep(0.01)
+            task.cancel()
+            with pytest.raises(CancelledError):
+                await task
+            while not server.saw_close.is_set():
+                await gen.sleep(0.01)
+        finally:
+            server.close()
+
+    @gen_test
+    async def test_untrusted_certificate_fails_the_connect(self) -> None:
+        server = TLSServer(self.server_context)
+        try:
+            untrusting = ssl.create_default_context()  # the test CA is not in the system store
+            with pytest.raises((ssl.SSLError, iostream.StreamClosedError)) as info:
+                await self.client.connect("localhost", server.port, af=socket.AF_INET, ssl_options=untrusting)
+            error = info.value
+            if isinstance(error, iostream.StreamClosedError):
+                error = error.real_error
+            assert isinstance(error, ssl.SSLCertVerificationError), error
         finally:
             server.close()
