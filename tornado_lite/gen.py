@@ -282,10 +282,11 @@ def coroutine(func: Callable[..., Any]) -> Callable[..., "Future[Any]"]:
 
 
 def is_coroutine_function(func: Any) -> bool:
-    """True for functions decorated with ``@gen.coroutine`` and for ``async def`` functions."""
-    import inspect
+    """True for functions decorated with ``@gen.coroutine``.
 
-    return getattr(func, "__tornado_coroutine__", False) or inspect.iscoroutinefunction(func)
+    As in Tornado, ``async def`` functions are not included (``inspect.iscoroutinefunction`` tells those).
+    """
+    return getattr(func, "__tornado_coroutine__", False)
 
 
 # -- converting what a coroutine yields into a future -----------------------------------------------
