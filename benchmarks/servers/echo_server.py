@@ -18,6 +18,7 @@ never does.
 """
 
 import argparse
+import signal
 import socket
 import ssl
 import sys
@@ -142,6 +143,7 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     parser.add_argument("--check", action="store_true", help="only import the stack, then exit")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the server; stats go to FILE on SIGTERM")
     args = parser.parse_args(argv)
 
     ssl_ctx = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
@@ -155,13 +157,27 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     if args.check:
         sys.stdout.write("IMPORT-OK\n")
         return 0
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        def leave(signum: int, frame: typing.Any) -> None:
+            raise SystemExit(0)  # unwinds out of the loop so that the stats get written
+
+        signal.signal(signal.SIGTERM, leave)
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         if args.stack == "asyncio-streams":
             run_asyncio_streams(args.mode, ssl_ctx)
         else:
             run_tornado_style(args.stack, args.mode, ssl_ctx)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
     return 0
 
 
