@@ -386,6 +386,18 @@ def test_gen_test_timeout_runs_the_coroutines_finally_blocks() -> None:
     assert cleaned == [True]
 
 
+def test_gen_test_stopped_from_inside_is_an_error() -> None:
+    class Case(AsyncTestCase):
+        @gen_test(timeout=30)
+        async def test(self) -> None:
+            self.io_loop.stop()
+            await concurrent.Future()
+
+    result = run_case(Case)
+    # (Tornado reports it a second time from tearDown, where it cancels the stranded task.)
+    assert result.errors and "RuntimeError: Event loop stopped before Future completed." in result.errors[0][1]
+
+
 def test_gen_test_explicit_timeout_wins_over_the_environment() -> None:
     class Case(AsyncTestCase):
         def test(self) -> None:

@@ -312,6 +312,9 @@ class AsyncTestCase(unittest.TestCase):
                     pass
             _abandon(future)
             self.__rethrow()
+        if not timed_out:
+            # Something else stopped the loop (a stray io_loop.stop()): run_sync's answer.
+            raise RuntimeError("Event loop stopped before Future completed.")
         error = TimeoutError("Operation timed out after %s seconds" % timeout)
         if coro is not None and _is_suspended(coro):
             try:
