@@ -7,20 +7,17 @@ Prints ``ok <clients> clients, <lines> lines echoed`` and exits 0 when every lin
 """
 
 import argparse
-import socket
 import sys
 
 from tornado_lite import gen
 from tornado_lite.ioloop import IOLoop
-from tornado_lite.iostream import IOStream
+from tornado_lite.tcpclient import TCPClient
 
 
-async def one_client(host: str, port: int, index: int, messages: int) -> int:
+async def one_client(client: TCPClient, host: str, port: int, index: int, messages: int) -> int:
     """Connects, sends ``messages`` lines one by one, and checks each echo; returns the lines echoed."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    stream = IOStream(socket.socket(family, socket.SOCK_STREAM))
+    stream = await client.connect(host, port)
     try:
-        await stream.connect((host, port))
         for i in range(messages):
             line = b"client %d says hello %d\n" % (index, i)
             await stream.write(line)
@@ -34,7 +31,11 @@ async def one_client(host: str, port: int, index: int, messages: int) -> int:
 
 async def run_clients(host: str, port: int, clients: int, messages: int) -> int:
     """Runs ``clients`` connections at once; returns the total number of lines echoed."""
-    counts = await gen.multi([one_client(host, port, i, messages) for i in range(clients)])
+    client = TCPClient()
+    try:
+        counts = await gen.multi([one_client(client, host, port, i, messages) for i in range(clients)])
+    finally:
+        client.close()
     return sum(counts)
 
 
