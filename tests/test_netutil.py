@@ -379,6 +379,34 @@ def test_add_accept_handler_takes_a_batch_per_event(io_loop, closing) -> None:
     assert seen_on_next_pass == [5]
 
 
+def test_add_accept_handler_batch_is_capped_at_the_default_backlog(io_loop, closing) -> None:
+    # More connections than one batch may take: the rest wait for the next poll, so one busy
+    # listening socket cannot hold the loop for ever.
+    cap = netutil._DEFAULT_BACKLOG
+    [sock] = bind_sockets(0, "127.0.0.1", backlog=cap + 64)
+    closing.append(sock)
+    port = sock.getsockname()[1]
+    total = cap + 20
+    for _ in range(total):
+        closing.append(_connect_blocking(port))
+    accepted: list = []
+    seen_on_next_pass: list = []
+
+    def on_connection(conn: socket.socket, addr: object) -> None:
+        closing.append(conn)
+        if not accepted:
+            io_loop.add_callback(lambda: seen_on_next_pass.append(len(accepted)))
+        accepted.append(addr)
+        if len(accepted) == total:
+            io_loop.add_callback(io_loop.stop)
+
+    add_accept_handler(sock, on_connection)
+    io_loop.add_timeout(io_loop.time() + 30, io_loop.stop)
+    io_loop.start()
+    assert seen_on_next_pass == [cap]
+    assert len(accepted) == total
+
+
 def test_add_accept_handler_remover(io_loop, closing) -> None:
     [sock] = bind_sockets(0, "127.0.0.1")
     closing.append(sock)
