@@ -21,6 +21,7 @@ import functools
 import sys
 import types
 import typing
+import weakref
 from collections.abc import Generator
 from functools import singledispatch
 from inspect import isawaitable
@@ -107,10 +108,12 @@ class _Task(Future):
 
     def __init__(self, coro: Any, context: Optional[contextvars.Context] = None) -> None:
         Future.__init__(self)
+        self._loop = IOLoop.current(instance=False)
         self._coro = coro
         self._context = context if context is not None else contextvars.copy_context()
         self._waiting: Optional[Future] = None
         self._must_cancel = False
+        _all_tasks.add(self)
 
     def __repr__(self) -> str:
         coro = self._coro
@@ -224,6 +227,18 @@ def _without_this_frame(exc: BaseException) -> BaseException:
     if tb is not None and tb.tb_frame.f_code is _Task._step.__code__:
         exc.__traceback__ = tb.tb_next
     return exc
+
+
+# Every task, weakly: what AsyncTestCase cancels at tearDown so no coroutine is left half-run (or,
+# never started, warned about as "never awaited") when its loop closes.
+_all_tasks: "weakref.WeakSet[_Task]" = weakref.WeakSet()
+
+
+def _pending_tasks(loop: Optional[IOLoop] = None) -> List[_Task]:
+    """The tasks not yet done that belong to ``loop`` (default: the current loop)."""
+    if loop is None:
+        loop = IOLoop.current(instance=False)
+    return [task for task in list(_all_tasks) if task._loop is loop and not task.done()]
 
 
 def _start_task(coro: Any, context: Optional[contextvars.Context] = None) -> _Task:

@@ -749,7 +749,8 @@ class IOLoop(Configurable):
         self.add_future(future, self._discard_future_result)
 
     def _discard_future_result(self, future: Future) -> None:
-        future.result()
+        if not future.cancelled():  # a cancelled callback coroutine is not an error (as in Tornado)
+            future.result()
 
     def handle_callback_exception(self, callback: Any) -> None:
         app_log.error("Exception in callback %r", callback, exc_info=True)

@@ -38,7 +38,7 @@ from collections.abc import Coroutine, Generator
 from typing import Any, Callable, List, Optional, Tuple, Type, Union
 
 from tornado_lite import gen, netutil
-from tornado_lite.concurrent import CancelledError, Future
+from tornado_lite.concurrent import CancelledError, Future, future_add_done_callback
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import app_log
 
@@ -149,6 +149,7 @@ class AsyncTestCase(unittest.TestCase):
 
     def tearDown(self) -> None:
         loop = self.io_loop
+        self.__finish_leaked_tasks(loop)
         # Callbacks run from now on (e.g. while the loop closes) only log, as outside a test.
         loop.__dict__.pop("handle_callback_exception", None)
         process = sys.modules.get("tornado_lite.process")
@@ -161,6 +162,34 @@ class AsyncTestCase(unittest.TestCase):
         super().tearDown()
         # The last moment a failure recorded outside wait()/gen_test can fail this test.
         self.__rethrow()
+
+    @staticmethod
+    def __finish_leaked_tasks(loop: IOLoop) -> None:
+        """Cancels the coroutines still pending on the test's loop and lets them unwind.
+
+        Otherwise a coroutine left waiting (or never started) when the loop closes would be warned
+        about, or would run half its cleanup in another test.  A task that fails with anything but
+        cancellation fails the test.
+        """
+        tasks = gen._pending_tasks(loop)
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        all_done: Future = Future()
+        remaining = [len(tasks)]
+
+        def one_done(_: Future) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and not all_done.done():
+                all_done.set_result(None)
+
+        for task in tasks:
+            future_add_done_callback(task, one_done)
+        loop.run_sync(lambda: all_done, timeout=get_async_test_timeout())
+        for task in tasks:
+            if not task.cancelled():
+                task.result()
 
     def get_new_ioloop(self) -> IOLoop:
         """The loop for one test: a new one by default.  (Overriding it is deprecated, as in Tornado.)"""
