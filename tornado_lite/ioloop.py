@@ -28,6 +28,7 @@ import selectors
 import sys
 import threading
 import time
+import typing
 import warnings
 from inspect import isawaitable
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar, Union
@@ -473,8 +474,16 @@ class IOLoop(Configurable):
         """Deprecated alias for ``clear_current()``."""
         IOLoop.clear_current()
 
+    @typing.overload
     @staticmethod
-    def current(instance: bool = True) -> Optional["IOLoop"]:  # type: ignore[misc]
+    def current() -> "IOLoop": ...
+
+    @typing.overload
+    @staticmethod
+    def current(instance: bool = True) -> Optional["IOLoop"]: ...
+
+    @staticmethod
+    def current(instance: bool = True) -> Optional["IOLoop"]:
         """The thread's current loop: the running one, or the one made current; created if needed."""
         loop = getattr(_local, "loop", None)
         if loop is None and instance:
@@ -508,6 +517,7 @@ class IOLoop(Configurable):
         # at once, and the rest of that batch was meant for the old file.
         self._removed_during_dispatch: set = set()
         self._dispatching = False
+        self._polling = False
         self._waker = _Waker()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
@@ -621,10 +631,12 @@ class IOLoop(Configurable):
                 timeout = min(max(0.0, timeouts[0][0] - clock()), _MAX_POLL_SECONDS)
             else:
                 timeout = _MAX_POLL_SECONDS
+            self._polling = True
             try:
                 events = poll(timeout)
             except InterruptedError:
                 events = ()
+            self._polling = False
             busy_since = perf_counter()
             if not events:
                 continue
@@ -765,7 +777,10 @@ class IOLoop(Configurable):
         if self._closing:
             return
         self._callbacks.append((callback, args))
-        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+        ident = self._thread_ident
+        # Wake the loop if it runs on another thread, or if this call comes from a signal handler that
+        # interrupted the loop's own poll (Python would otherwise resume the poll, still blocked).
+        if ident is not None and (self._polling or ident != threading.get_ident()):
             self._waker.wake()
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
@@ -774,6 +789,11 @@ class IOLoop(Configurable):
 
         Deprecated, as in Tornado 6.6 (which warns the same way); it keeps working."""
         warnings.warn("add_callback_from_signal is deprecated", DeprecationWarning, stacklevel=2)
+        self._add_callback_from_signal(callback, *args, **kwargs)
+
+    def _add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
+        # The same without the deprecation warning, for tornado_lite's own signal handlers (a warning
+        # raised inside a signal handler would surface in whatever code the signal interrupted).
         if kwargs:
             callback = functools.partial(callback, *args, **kwargs)
             args = ()

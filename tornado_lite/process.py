@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from typing import Any, Callable, Dict, List, Optional, cast
 
 from tornado_lite.concurrent import (
@@ -224,12 +223,10 @@ class Subprocess:
         loop = cast(IOLoop, IOLoop.current())
 
         def on_sigchld(signum: int, frame: Any) -> None:
-            # Signal context: only queue the work; add_callback_from_signal also wakes a loop blocked in
-            # poll.  It is deprecated and warns, and a warning turned into an error (-W error) would be
-            # raised into whatever code the signal interrupted, so the warning is silenced here.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                loop.add_callback_from_signal(cls._cleanup)
+            # Signal context: only queue the work (this also wakes a loop blocked in poll).  The
+            # private form does not warn: a warning turned into an error (-W error) would be raised
+            # into whatever code the signal interrupted.
+            loop._add_callback_from_signal(cls._cleanup)
 
         cls._previous_handler = signal.signal(signal.SIGCHLD, on_sigchld)
         cls._signal_loop = loop
