@@ -3,8 +3,9 @@
 It sits between pytest and Tornado's copied test modules and does four things, all driven by
 environment variables that ``run_compat.py`` sets for each module it runs:
 
-* deselects the tests listed in ``COMPAT_EXCLUDE`` (a JSON object ``{nodeid: reason}``) and the
-  placeholder tests of Tornado's abstract base test classes (Tornado's own runner hides those too);
+* deselects the tests listed in ``COMPAT_EXCLUDE`` (a JSON object ``{nodeid: reason}``), the
+  placeholder tests of Tornado's abstract base test classes (Tornado's own runner hides those too),
+  and the tests in ``COMPAT_DONE`` (a JSON list), which an earlier, killed attempt already ran;
 * writes one JSON line per event to ``COMPAT_RESULTS``, flushed at once, so that the results of a
   run that is killed for hanging survive up to the test that hung;
 * bounds every test in time (``COMPAT_TEST_TIMEOUT`` seconds) with a real-time interval timer, so
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import time
 import typing
 
 import pytest
@@ -74,6 +76,14 @@ def _excluded() -> dict[str, str]:
         return typing.cast(dict[str, str], json.load(f))
 
 
+def _done() -> set[str]:
+    path = os.environ.get("COMPAT_DONE")
+    if not path:
+        return set()
+    with open(path, encoding="utf-8") as f:
+        return set(json.load(f))
+
+
 def _is_abstract_placeholder(item: pytest.Item) -> bool:
     cls = getattr(item, "cls", None)
     return cls is not None and cls.__qualname__.endswith(_ABSTRACT_WRAPPER)
@@ -82,10 +92,13 @@ def _is_abstract_placeholder(item: pytest.Item) -> bool:
 @pytest.hookimpl(trylast=True)  # after pytest's own -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     excluded = _excluded()
+    done = _done()
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        if _is_abstract_placeholder(item):
+        if item.nodeid in done:  # already run by an earlier attempt at this module
+            dropped.append(item)
+        elif _is_abstract_placeholder(item):
             dropped.append(item)
             _emit(event="abstract", nodeid=item.nodeid)
         elif item.nodeid in excluded:
@@ -108,22 +121,55 @@ def _on_alarm(signum: int, frame: typing.Any) -> None:
     raise CompatTestTimeout(f"test exceeded {os.environ.get('COMPAT_TEST_TIMEOUT')} s (compat per-test limit)")
 
 
+_deadline = 0.0  # when the running test's time is up (time.monotonic()), 0 if unbounded
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> typing.Generator[None, None, None]:
+    global _deadline
     _emit(event="start", nodeid=item.nodeid)
     limit = float(os.environ.get("COMPAT_TEST_TIMEOUT", "0") or 0)
-    previous = None
-    if limit > 0:
-        previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, limit)
+    _deadline = time.monotonic() + limit if limit > 0 else 0.0
     try:
         yield
     finally:
-        if limit > 0:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+        _deadline = 0.0
     outcome = _outcomes.pop(item.nodeid, None) or {"outcome": "error", "message": "no report"}
     _emit(event="result", nodeid=item.nodeid, **outcome)
+
+
+def _bounded_phase() -> typing.Generator[None, None, None]:
+    """Arm the timer for one phase (setup, call, teardown) with what is left of the test's time.
+
+    Only the phases are bounded, not pytest's reporting around them: pytest turns an exception
+    raised inside a phase into that test's failure, but one raised in its own hooks ends the session.
+    """
+    if not _deadline:
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    # Then again every second: a test may swallow the first exception and go on hanging.
+    signal.setitimer(signal.ITIMER_REAL, max(0.001, _deadline - time.monotonic()), 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> typing.Generator[None, None, None]:
+    yield from _bounded_phase()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> typing.Generator[None, None, None]:
+    yield from _bounded_phase()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> typing.Generator[None, None, None]:
+    yield from _bounded_phase()
 
 
 def _last_error_line(report: typing.Any) -> str:

@@ -256,6 +256,7 @@ class ModuleRun(typing.NamedTuple):
     elapsed: float
     stderr_tail: str
     hang_dump: str
+    incidents: list[str] = []
 
 
 def _read_events(path: str) -> list[dict[str, typing.Any]]:
@@ -270,6 +271,38 @@ def _read_events(path: str) -> list[dict[str, typing.Any]]:
     return events
 
 
+# A test that shows no sign of life for its own time limit plus this long is taken as hung even if the
+# per-test timer did not stop it (the timer's exception can be swallowed, or land where it cannot act).
+STALL_GRACE = 15.0
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], results: str, deadline: float, stall_limit: float) -> int | None:
+    """Wait for a pytest process; kill its group (after a stack dump) at the deadline or when stalled.
+
+    Returns its exit code, or None when it had to be killed.
+    """
+    last_size, last_change = -1, time.monotonic()
+    while True:
+        try:
+            return proc.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        size = os.path.getsize(results) if os.path.exists(results) else 0
+        if size != last_size:
+            last_size, last_change = size, now
+        if now >= deadline or (stall_limit and now - last_change > stall_limit):
+            break
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)  # ask faulthandler for the stacks of the hang
+        time.sleep(0.1)  # faulthandler writes from the signal handler itself: no need to wait long
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return None
+
+
 def run_module(
     root: str,
     module: str,
@@ -279,22 +312,30 @@ def run_module(
     module_timeout: float,
     collect_only: bool = False,
     keyword: str = "",
+    done: typing.Collection[str] = (),
+    attempt: int = 0,
 ) -> ModuleRun:
-    tag = f"{module}.{poller}" + (".collect" if collect_only else "")
+    """One pytest process over one module; ``done`` (node ids) are left out, as already run."""
+    tag = f"{module}.{poller}" + (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
     results = os.path.join(root, "results", tag + ".jsonl")
     dump = os.path.join(root, "results", tag + ".stacks.txt")
+    output = os.path.join(root, "results", tag + ".out")
     exclude_file = os.path.join(root, "results", tag + ".exclude.json")
     for path in (results, dump):
         if os.path.exists(path):
             os.remove(path)
+    done_file = os.path.join(root, "results", tag + ".done.json")
     with open(exclude_file, "w", encoding="utf-8") as f:
         json.dump({f"{PACKAGE}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
+    with open(done_file, "w", encoding="utf-8") as f:
+        json.dump(sorted(done), f)
     env = dict(os.environ)
     env.update(
         PYTHONPATH=root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
         COMPAT_RESULTS=results,
         COMPAT_DUMP=dump,
         COMPAT_EXCLUDE=exclude_file,
+        COMPAT_DONE=done_file,
         COMPAT_TEST_TIMEOUT=str(test_timeout),
         PYTHONDONTWRITEBYTECODE="1",
     )
@@ -307,38 +348,94 @@ def run_module(
     if keyword:
         cmd += ["-k", keyword]
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=root,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group, so a kill takes its children too
-    )
-    returncode: int | None
-    try:
-        _, err = proc.communicate(timeout=module_timeout)
-        returncode = proc.returncode
-    except subprocess.TimeoutExpired:
-        try:
-            os.kill(proc.pid, signal.SIGUSR1)  # ask faulthandler for the stacks of the hang
-            time.sleep(0.1)  # faulthandler writes from the signal handler itself: no need to wait long
-        except ProcessLookupError:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _, err = proc.communicate()
-        returncode = None
+    errors = output[: -len(".out")] + ".err"
+    with open(output, "wb") as out_file, open(errors, "wb") as err_file:  # pytest's own report, for reading by hand
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out_file,
+            stderr=err_file,
+            start_new_session=True,  # its own process group, so a kill takes its children too
+        )
+    returncode = _wait_or_kill(proc, results, start + module_timeout, test_timeout + STALL_GRACE if test_timeout else 0)
     elapsed = time.monotonic() - start
     hang = ""
     if returncode is None and os.path.exists(dump):
         with open(dump, encoding="utf-8", errors="replace") as f:
             hang = f.read()[:20000]
-    tail = err.decode("utf-8", "replace")[-3000:]
+    with open(errors, encoding="utf-8", errors="replace") as f:
+        tail = f.read()[-3000:]
+    if returncode not in (0, 1):  # 1 is "some tests failed"; anything else is pytest itself in trouble
+        with open(output, encoding="utf-8", errors="replace") as f:
+            tail = (tail + "\n" + f.read()[-3000:]).strip()
     return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
+
+
+def run_module_resuming(
+    root: str,
+    module: str,
+    poller: str,
+    excluded: dict[str, str],
+    test_timeout: float,
+    module_timeout: float,
+    keyword: str = "",
+    max_restarts: int = 3,
+) -> ModuleRun:
+    """Run a module; if pytest dies or is killed part-way, charge the test it was in and go on.
+
+    One hung or interpreter-breaking test then costs that test, not the rest of its module.  The
+    module's time limit covers all the attempts together.
+    """
+    deadline = time.monotonic() + module_timeout
+    events: list[dict[str, typing.Any]] = []
+    tails: list[str] = []
+    dumps: list[str] = []
+    incidents: list[str] = []
+    done: set[str] = set()
+    elapsed = 0.0
+    returncode: int | None = 0
+    for attempt in range(max_restarts + 1):
+        remaining = deadline - time.monotonic()
+        if remaining < 2.0:
+            incidents.append("out of time")
+            break
+        run = run_module(root, module, poller, excluded, test_timeout, remaining, keyword=keyword, done=done,
+                         attempt=attempt)  # fmt: skip
+        events += run.events
+        elapsed += run.elapsed
+        returncode = run.returncode
+        if run.stderr_tail:
+            tails.append(run.stderr_tail)
+        if run.hang_dump:
+            dumps.append(run.hang_dump)
+        finished = {ev["nodeid"] for ev in run.events if ev.get("event") == "result"}
+        collected = {ev["nodeid"] for ev in events if ev.get("event") == "collected"}
+        if not collected - done - finished:
+            break  # everything ran (whatever pytest's exit code says)
+        started = [ev["nodeid"] for ev in run.events if ev.get("event") == "start"]
+        culprit = next((t for t in reversed(started) if t not in finished), None)
+        if culprit is None and not finished - done:
+            break  # died outside any test, having run nothing (e.g. at collection): nothing to resume from
+        if culprit is None:
+            incidents.append(f"pytest exited {returncode} between tests; resumed")
+        else:
+            if returncode is None:
+                why = f"killed after {run.elapsed:.0f}s, hung in this test"
+            else:
+                why = f"pytest exited {returncode} during this test"
+            incidents.append(f"{why.replace('this test', short_id(culprit))}; resumed after it")
+            events.append({"event": "result", "nodeid": culprit, "outcome": "error", "message": why})
+            finished.add(culprit)
+        done |= finished
+        if not collected - done:
+            returncode = 1
+            break
+    else:
+        incidents.append(f"gave up after {max_restarts} restarts")
+    return ModuleRun(module, poller, events, returncode, elapsed, "\n".join(tails)[-6000:], "\n".join(dumps),
+                     incidents)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,9 +488,11 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
             failures.append(
                 {"test": test, "outcome": outcome, "message": ev.get("message", ""), "where": ev.get("where", "")}
             )
-    notes = []
+    notes = [i.replace(PACKAGE + "/", "") for i in run.incidents]
     if run.returncode is None:
         notes.append(f"killed after {run.elapsed:.0f}s" + (f", hung in {hung}" if hung else ""))
+    elif run.returncode not in (0, 1, 5) and not collect_errors:
+        notes.append(f"pytest exited {run.returncode}")
     if collect_errors:
         notes.append("collection error: " + collect_errors[0])
     skipped_reasons = sorted(
@@ -672,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
             poller, module = job
             limit = args.module_timeout or 30.0 + len(expected[module])
             limit = min(limit, max(5.0, deadline - time.monotonic()))
-            run = run_module(root, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
+            run = run_module_resuming(root, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
             row = summarize(run, expected[module], expected_excluded[module])
             print(
                 f"  {module:<10} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
