@@ -761,7 +761,7 @@ def test_add_callback_from_a_thread_wakes_a_blocked_loop() -> None:
     assert outcome == ["woken"]
 
 
-def _signal_test(io_loop, send):
+def _signal_test(io_loop):
     outcome = []
 
     def on_signal(signum, frame):
@@ -774,7 +774,7 @@ def _signal_test(io_loop, send):
 
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
 def test_add_callback_from_signal_wakes_a_blocked_loop_setitimer(io_loop) -> None:
-    outcome, handler = _signal_test(io_loop, None)
+    outcome, handler = _signal_test(io_loop)
     old = signal.signal(signal.SIGALRM, handler)
     try:
         safety = io_loop.call_later(SAFETY, lambda: (outcome.append("safety timer"), io_loop.stop()))
@@ -790,7 +790,7 @@ def test_add_callback_from_signal_wakes_a_blocked_loop_setitimer(io_loop) -> Non
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs signal.pthread_kill")
 def test_add_callback_from_signal_wakes_a_blocked_loop_sigusr1(io_loop) -> None:
-    outcome, handler = _signal_test(io_loop, None)
+    outcome, handler = _signal_test(io_loop)
     main_ident = threading.get_ident()
     old = signal.signal(signal.SIGUSR1, handler)
 
