@@ -640,36 +640,62 @@ def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
 
 
 def markdown(report: dict[str, typing.Any]) -> str:
+    """One table for the tests (a cell reads "default / selectors" when the pollers disagree), one for the API."""
+    pollers = report["pollers"]
     out = [f"<!-- written by tests/compat/run_compat.py ({report['impl']}); do not edit -->", ""]
-    out.append(f"Tornado {report['tornado']} test suite against `{report['target']}`:")
-    for poller in report["pollers"]:
-        rows = [r for r in report["tests"] if r["poller"] == poller]
-        t = _totals(rows)
-        out += [
-            "",
-            f"Poller: **{poller}** — {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
-            f"{t['skipped']} skipped themselves ({_rate(t)} of those not skipped)",
-            "",
-        ]
-        out.append("| module | " + " | ".join(COLUMNS) + " |")
+    by_poller = {p: [r for r in report["tests"] if r["poller"] == p] for p in pollers}
+    if report["tests"]:
+        out.append(f"Tornado {report['tornado']}'s own tests against `{report['target']}`, per poller:")
+        out.append("")
+        for p in pollers:
+            t = _totals(by_poller[p])
+            out.append(
+                f"- **{p}**: {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
+                f"{t['failed']} fail, {t['errors']} error, {t['skipped']} skip themselves "
+                f"({_rate(t)} of those not skipped)"
+            )
+        label = " / ".join(pollers)
+        out += ["", "| module | collected | excluded | " + " | ".join(f"{c} ({label})" for c in COLUMNS[2:]) + " |"]
         out.append("|---" * (len(COLUMNS) + 1) + "|")
-        for r in rows:
-            out.append(f"| {r['module']} | " + " | ".join(str(r[c]) for c in COLUMNS) + " |")
-        out.append("| **total** | " + " | ".join(f"**{t[c]}**" for c in COLUMNS) + " |")
+
+        def cell(values: list[int]) -> str:
+            return str(values[0]) if len(set(values)) == 1 else " / ".join(map(str, values))
+
+        rows = [(m, [next(r for r in by_poller[p] if r["module"] == m) for p in pollers]) for m in report["modules"]]
+        totals = [_totals(by_poller[p]) for p in pollers]
+        rows_text = [(f"{m}", per) for m, per in rows] + [("**total**", totals)]
+        for name, per in rows_text:
+            fields = [cell([x[c] for x in per]) for c in COLUMNS]
+            out.append(f"| {name} | " + " | ".join(fields) + " |")
     api = report.get("api")
     if api:
-        out += ["", f"Public API (`api.txt` of Tornado {report['tornado']}): {api['summary']}", ""]
+        out += ["", f"Public API against `api.txt` of Tornado {report['tornado']}: {api['summary']}.", ""]
         out.append("| module | names | present | same signature | missing |")
         out.append("|---|---|---|---|---|")
         for m in api["modules"]:
             out.append(f"| {m['module']} | {m['names']} | {m['present']} | {m['same']} | {len(m['missing'])} |")
     out += [
         "",
-        "Excluded tests (asyncio-specific or needing the HTTP layer) and their reasons: "
-        "`tests/compat/exclusions.txt`; intended differences: `docs/differences.md`.",
+        "Excluded tests (they use asyncio itself or need the HTTP layer), each with its reason: "
+        "`tests/compat/exclusions.txt`.  Intended differences: `docs/differences.md`.",
         "",
     ]
     return "\n".join(out)
+
+
+def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    """The figures without the per-test detail, for publishing next to the README."""
+    heavy = ("failures", "hang_stacks", "stderr_tail", "excluded_tests", "skipped_tests")
+    out = {k: v for k, v in report.items() if k not in ("tests", "failure_groups", "api")}
+    out["tests"] = [{k: v for k, v in r.items() if k not in heavy} for r in report["tests"]]
+    out["failure_groups"] = [
+        {"message": g["message"], "count": len(g["tests"]), "tests": [t["test"] for t in g["tests"][:10]]}
+        for g in report.get("failure_groups", [])
+    ]
+    api = report.get("api")
+    if api:
+        out["api"] = dict(api, modules=[{k: v for k, v in m.items() if k != "extra"} for m in api["modules"]])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": "tornado_lite" if args.impl == "lite" else f"tornado {tornado.version}",
         "tornado": tornado.version,
         "pollers": pollers,
-        "modules": modules,
+        "modules": sorted(modules, key=CORE_MODULES.index),
         "adaptations": [why for _p, _r, why in LITE_ADAPTATIONS] if args.impl == "lite" else [],
         "tests": [],
     }
@@ -783,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
             rows = list(pool.map(one, jobs))
-        rows.sort(key=lambda r: (pollers.index(r["poller"]), TEST_MODULES.index(r["module"])))
+        rows.sort(key=lambda r: (pollers.index(r["poller"]), CORE_MODULES.index(r["module"])))
         report["tests"] = rows
         report["failure_groups"] = failure_groups(rows)
         print_tables(rows, pollers, args.impl)
@@ -811,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in out_dirs:
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "compat-report.json"), "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1, sort_keys=True)
+            json.dump(report if d == args.work else compact(report), f, indent=1, sort_keys=True)
         with open(os.path.join(d, "compat-report.md"), "w", encoding="utf-8") as f:
             f.write(markdown(report))
     print(
