@@ -1267,6 +1267,8 @@ _pipe_read_from_fd = PipeIOStream.read_from_fd
 # An SSL object takes at most 2 GiB per call: reads and writes are clipped to 1 GiB (either may
 # always do less than asked).
 _TLS_MAX_IO = 1 << 30
+# The most data one TLS record carries (2**14 bytes, in every TLS version).
+_TLS_RECORD = 16384
 
 
 class SSLIOStream(IOStream):
@@ -1292,6 +1294,7 @@ class SSLIOStream(IOStream):
         "_handshake_writing",
         "_server_hostname",
         "_tls_end",
+        "_tls_bulk",
     )
 
     socket: ssl.SSLSocket
@@ -1309,6 +1312,8 @@ class SSLIOStream(IOStream):
         # What a read met after it had already got data (an error, or True for the end of the
         # stream): delivered by the next read, so the data in hand goes out first.
         self._tls_end: Union[None, bool, BaseException] = None
+        # Full-size records are arriving (bulk data): read several per chunk (see _read_chunk).
+        self._tls_bulk = False
         sock = self.socket
         if getattr(sock, "server_side", False):
             # Accepted, so connected: the client speaks first (its hello), so wait to read.
@@ -1491,15 +1496,53 @@ class SSLIOStream(IOStream):
             self.close()
 
     # -- data -------------------------------------------------------------------------------------
+    #
+    # OpenSSL hands out at most one record (16 KiB of data) per read.  Two facts shape the reads:
+    # * a record shorter than the maximum ends what the peer wrote in one go, so after it the kernel
+    #   is most likely empty: the stream then waits for the poller (``_maybe_readable = False``)
+    #   instead of making a read that would only report WANT_READ (which costs as much as a small
+    #   read).  OpenSSL reads exactly one record at a time from the socket, so whatever it has not
+    #   handed out yet is still in the kernel, where the poller sees it;
+    # * full-size records mean bulk data: those are gathered several at a time into one buffer.
+    # Data left inside the SSL object (the rest of a record larger than the space given to a read,
+    # ``SSLSocket.pending()``) is invisible to the poller: after such a read the stream stays
+    # "maybe readable", so its next read tries the SSL object before waiting.
+
+    def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
+        sock = self.socket
+        sslobj = sock._sslobj  # type: ignore[attr-defined]
+        if (
+            self._tls_bulk
+            or self._ssl_accepting
+            or self._tls_end is not None
+            or sslobj is None
+            or getattr(self.read_from_fd, "__func__", None) is not _tls_read_from_fd
+        ):
+            # Bulk data, or a case read_from_fd deals with (or read_from_fd was replaced: honour it).
+            chunk = BaseIOStream._read_chunk(self, size)
+            if chunk is not None and len(chunk) < _TLS_RECORD:
+                self._tls_bulk = False
+            return chunk
+        # One record, as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that
+        # wants exactly this chunk gets this very object.
+        try:
+            data = sslobj.read(size if size < _TLS_MAX_IO else _TLS_MAX_IO)
+        except ssl.SSLWantReadError:
+            self._maybe_readable = False
+            return None
+        except ssl.SSLWantWriteError:
+            return None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return b""  # see read_from_fd
+        count = len(data)
+        if count >= _TLS_RECORD:
+            self._tls_bulk = True
+        elif count < size:
+            self._maybe_readable = False  # a short record, wholly read: the burst is over
+        return data
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
-        """Decrypts into ``buf``: the count, 0 at the end of the stream, None if nothing is ready.
-
-        OpenSSL hands out at most one record (16 KiB) per call, so the records already at hand are
-        gathered into the rest of ``buf`` in the same call.  ``ssl.SSLSocket.pending()`` data (the
-        rest of a record bigger than the previous read) is invisible to the poller; it is found
-        because a stream keeps reading until OpenSSL asks for more from the socket.
-        """
+        """Decrypts into ``buf``: the count, 0 at the end of the stream, None if nothing is ready."""
         try:
             if self._ssl_accepting:
                 return None  # nothing can be read before the handshake is done
@@ -1526,8 +1569,11 @@ class SSLIOStream(IOStream):
                 # The peer closed without close_notify, or with it when we had sent ours: an end of
                 # stream like any other (what ssl's suppress_ragged_eofs does for recv).
                 return 0
-            if count == 0 or count >= size:
+            if count < _TLS_RECORD:
+                if 0 < count < size:
+                    self._maybe_readable = False  # a short record, wholly read: the burst is over
                 return count
+            # A full record: gather the ones behind it into the rest of buf.
             with memoryview(buf) as view:
                 while count < size:
                     with view[count:size] as rest:
@@ -1539,7 +1585,7 @@ class SSLIOStream(IOStream):
                         except ssl.SSLWantWriteError:
                             break
                         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                            self._tls_end = True
+                            self._tls_end = True  # reported by the next read, after this data
                             break
                         except OSError as e:
                             self._tls_end = e
@@ -1548,6 +1594,9 @@ class SSLIOStream(IOStream):
                         self._tls_end = True  # close_notify: the next read reports the end
                         break
                     count += more
+                    if more < _TLS_RECORD and count < size:
+                        self._maybe_readable = False
+                        break
             return count
         finally:
             del buf
