@@ -783,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         expected, expected_excluded = expected_tests(tornado_root, modules, excluded, max(1, args.jobs), args.k)
         if args.k:
             modules = [m for m in modules if expected[m]]
+            report["modules"] = sorted(modules, key=CORE_MODULES.index)
         root = tornado_root if args.impl == "tornado" else prepare_work_dir(args.work, "lite")
         print(
             f"compat: {sum(map(len, expected.values()))} runnable tests of Tornado {tornado.version} in "
