@@ -743,8 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=540.0,
-        help="seconds for all test runs together; later modules get what is left (default 540)",
+        default=480.0,
+        help="seconds for all test runs together; later modules get what is left (default 480)",
     )
     parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
     parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"))
