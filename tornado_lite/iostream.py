@@ -358,6 +358,8 @@ class BaseIOStream:
         "_state",
         "_closed",
         "_maybe_readable",
+        "_bytes_read",
+        "_tracker",
         "__dict__",
         "__weakref__",
     )
@@ -408,6 +410,12 @@ class BaseIOStream:
         # been reported since: a new read then waits for the loop instead of trying a read that
         # would only fail with EWOULDBLOCK.
         self._maybe_readable = True
+        # Bytes received so far (bytes sent are _total_write_done_index): a server's statistics and
+        # idle checks read these two counters instead of timing every operation.
+        self._bytes_read = 0
+        # Set by a TCPServer that counts this connection: told (``stream_closed(stream)``) when the
+        # stream closes, and (``stream_replaced(old, new)``) when start_tls hands it to a new stream.
+        self._tracker: Any = None
 
     # -- what a subclass provides -----------------------------------------------------------------
 
@@ -658,6 +666,10 @@ class BaseIOStream:
                 self._state = None
             self.close_fd()
             self._closed = True
+            tracker = self._tracker
+            if tracker is not None:
+                self._tracker = None
+                tracker.stream_closed(self)
         self._signal_closed()
 
     def _signal_closed(self) -> None:
@@ -869,6 +881,7 @@ class BaseIOStream:
                 # The peer went away: an ordinary end of the connection, not worth an error.
                 return 0
             raise
+        self._bytes_read += count
         if size > self.max_buffer_size:
             gen_log.error("Reached maximum read buffer size")
             full = StreamBufferFullError("Reached maximum read buffer size")
@@ -1182,6 +1195,10 @@ class IOStream(BaseIOStream):
         )
         stream._ssl_connect_future = future
         stream.set_close_callback(close_callback)
+        tracker = self._tracker
+        if tracker is not None:
+            self._tracker = None
+            tracker.stream_replaced(self, stream)
         # The caller can reach the new stream only through the future: if it gives up (cancels),
         # the stream closes itself rather than leak the socket.
         future.add_done_callback(stream._close_if_cancelled)
