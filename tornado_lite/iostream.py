@@ -36,7 +36,7 @@ import sys
 from types import TracebackType
 from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, TypeVar, Union
 
-from tornado_lite.concurrent import CancelledError, Future, future_set_result_unless_cancelled
+from tornado_lite.concurrent import _FINISHED, _PENDING, CancelledError, Future, future_set_result_unless_cancelled
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import gen_log
 from tornado_lite.netutil import _client_ssl_defaults, _server_ssl_defaults, ssl_wrap_socket
@@ -368,9 +368,17 @@ class BaseIOStream:
     # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
     _plain_handle_write = True
 
+    # True when ``reading``/``writing`` are this class's own, so their answers can be read straight
+    # from the attributes (a TLS stream overrides them to include its handshake).
+    _plain_state = True
+    # True when a READ event for a pending read can go straight to the read loop (no handshake etc.).
+    _plain_read_events = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._plain_handle_write = cls._handle_write is BaseIOStream._handle_write
+        cls._plain_state = cls.reading is BaseIOStream.reading and cls.writing is BaseIOStream.writing
+        cls._plain_read_events = cls._plain_state and cls._handle_read is BaseIOStream._handle_read
 
     def __init__(
         self,
@@ -480,7 +488,11 @@ class BaseIOStream:
 
         With ``max_bytes``, the stream is closed when the delimiter is not found within that many bytes.
         """
-        future = self._start_read()
+        if self._read_future is not None:
+            self._start_read()  # raises the right error
+        future: Future[bytes] = Future()
+        future._loop = self.io_loop
+        self._read_future = future
         self._read_kind = _READ_DELIMITER
         self._read_target = delimiter
         self._read_max_bytes = max_bytes
@@ -499,7 +511,11 @@ class BaseIOStream:
         """Reads ``num_bytes`` bytes; with ``partial``, resolves as soon as any (at most that many) arrive."""
         if not isinstance(num_bytes, numbers.Integral):
             raise TypeError(f"num_bytes must be an integer, not {type(num_bytes).__name__}")
-        future = self._start_read()
+        if self._read_future is not None:
+            self._start_read()  # raises the right error
+        future: Future[bytes] = Future()
+        future._loop = self.io_loop
+        self._read_future = future
         self._read_kind = _READ_BYTES
         self._read_target = num_bytes
         self._read_partial = partial
@@ -541,6 +557,7 @@ class BaseIOStream:
             self._finish_read(len(self._read_buffer))
             return future
         self._read_kind = _READ_UNTIL_CLOSE
+        self._read_max_bytes = None
         try:
             self._try_inline_read()
         except BaseException:
@@ -564,40 +581,15 @@ class BaseIOStream:
                 data = data.cast("B")  # len() must count bytes, whatever the item format
             size = len(data)
             buffer = self._write_buffer
-            queued = buffer._size if buffer is not None else 0
-            limit = self.max_write_buffer_size
-            if limit is not None and queued + size > limit:
+            if buffer is None or not buffer._size:
+                limit = self.max_write_buffer_size
+                if limit is not None and size > limit:
+                    raise StreamBufferFullError("Reached maximum write buffer size")
+                if not self._write_futures and not self._connecting and self._plain_handle_write:
+                    return self._write_now(data, size, future)
+            elif self.max_write_buffer_size is not None and buffer._size + size > self.max_write_buffer_size:
                 raise StreamBufferFullError("Reached maximum write buffer size")
             self._total_write_index += size
-            if not queued and not self._write_futures and not self._connecting and self._plain_handle_write:
-                # Nothing ahead of it: hand it to the kernel right here.
-                try:
-                    sent = self.write_to_fd(data)  # type: ignore[arg-type]
-                except BlockingIOError:
-                    sent = 0
-                except OSError as e:
-                    self._on_write_error(e)
-                    future.set_exception(StreamClosedError(real_error=self.error))
-                    future.exception()
-                    return future
-                self._total_write_done_index += sent
-                if sent >= size:
-                    future.set_result(None)
-                    state = self._state
-                    if (state is None or state == _ERROR) and self._close_callback is not None:
-                        self._maybe_add_error_listener()
-                    return future
-                # The kernel is full: queue the rest (a view, not a copy) and wait until writable.
-                if buffer is None:
-                    buffer = self._write_buffer = _StreamBuffer()
-                if sent:
-                    with memoryview(data) as view:
-                        buffer.append(view[sent:])
-                else:
-                    buffer.append(data)
-                self._queue_write_future(future)
-                self._add_io_state(_WRITE)
-                return future
             if buffer is None:
                 buffer = self._write_buffer = _StreamBuffer()
             buffer.append(data)
@@ -607,6 +599,43 @@ class BaseIOStream:
             if self._write_buffer:
                 self._add_io_state(_WRITE)
             self._maybe_add_error_listener()
+        return future
+
+    def _write_now(self, data: Any, size: int, future: "Future[None]") -> "Future[None]":
+        """``write`` with nothing queued ahead: straight to the kernel, queueing only what it refuses."""
+        try:
+            sent = self.write_to_fd(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self._total_write_index += size
+            self._on_write_error(e)
+            future.set_exception(StreamClosedError(real_error=self.error))
+            future.exception()  # looked at: the caller learns of it from the stream, if at all
+            return future
+        if sent >= size:
+            # All in the kernel: done before returning.  (Both write indices would move by
+            # ``size``; only their difference matters, so neither is touched.)
+            future._state = _FINISHED
+            state = self._state
+            if (state is None or state == _ERROR) and self._close_callback is not None:
+                self._maybe_add_error_listener()
+            return future
+        # The kernel is full: queue the rest (a view of a large payload, not a copy) and wait
+        # until the file is writable again.
+        self._total_write_index += size
+        self._total_write_done_index += sent
+        buffer = self._write_buffer
+        if buffer is None:
+            buffer = self._write_buffer = _StreamBuffer()
+        if sent:
+            with memoryview(data) as view:
+                buffer.append(view[sent:])
+        else:
+            buffer.append(data)
+        future._loop = self.io_loop
+        self._queue_write_future(future)
+        self._add_io_state(_WRITE)
         return future
 
     def _queue_write_future(self, future: Future) -> None:
@@ -660,7 +689,7 @@ class BaseIOStream:
                 except UnsatisfiableReadError:
                     pos = None
                 if pos is not None:
-                    self._read_from_buffer(pos)
+                    self._finish_read(pos)
             if self._state is not None:
                 self.io_loop.remove_handler(self.fileno())
                 self._state = None
@@ -737,6 +766,30 @@ class BaseIOStream:
         raise NotImplementedError()
 
     def _handle_events(self, fd: Any, events: int) -> None:
+        kind = self._read_kind
+        if (
+            events == _READ
+            and (kind == _READ_DELIMITER or kind == _READ_BYTES)
+            and self._plain_read_events
+            and not self._connecting
+            and not self._closed
+        ):
+            # The common case, data for a pending read: nothing else to check, and nothing the
+            # loop watches changes (READ stays on for the next read, WRITE is as it was).
+            self._maybe_readable = True
+            try:
+                pos = self._read_to_buffer_loop()
+            except UnsatisfiableReadError as e:
+                gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+                self.close(exc_info=e)
+                return
+            except Exception as e:
+                gen_log.warning("error on read: %s" % e)
+                self.close(exc_info=e)
+                return
+            if pos is not None:
+                self._finish_read(pos)
+            return
         if self._closed:
             gen_log.warning("Got events for closed stream %s", fd)
             return
@@ -746,11 +799,17 @@ class BaseIOStream:
                 self._handle_connect()
                 if self._closed:
                     return
+            unserved = False
             if events & _READ:
                 self._maybe_readable = True
-                self._handle_read()
-                if self._closed:
-                    return
+                if self._read_kind == _NO_READ and self._read_buffer and not self.reading():
+                    # Data nobody has asked for yet while some is still unread: leave it in the
+                    # kernel (flow control) and stop watching READ until a read wants more.
+                    unserved = True
+                else:
+                    self._handle_read()
+                    if self._closed:
+                        return
             if events & _WRITE:
                 self._handle_write()
                 if self._closed:
@@ -758,18 +817,7 @@ class BaseIOStream:
             if events & _ERROR:
                 self._handle_error_event()
                 return
-            state = _ERROR
-            if self.reading():
-                state |= _READ
-            if self.writing():
-                state |= _WRITE
-            if state == _ERROR and not self._read_buffer:
-                # Idle: keep watching for reads, which is how a close by the peer is noticed.
-                state |= _READ
-            if state != self._state:
-                assert self._state is not None, "_handle_events for a stream the loop does not watch"
-                self._state = state
-                self.io_loop.update_handler(self.fileno(), state)
+            self._update_state(unserved)
         except UnsatisfiableReadError as e:
             gen_log.info("Unsatisfiable read, closing connection: %s" % e)
             self.close(exc_info=e)
@@ -777,6 +825,34 @@ class BaseIOStream:
             gen_log.error("Uncaught exception, closing connection.", exc_info=True)
             self.close(exc_info=e)
             raise
+
+    def _update_state(self, unserved: bool = False) -> None:
+        """Makes the loop watch what this stream needs now, touching the poller only on a change."""
+        current = self._state
+        state = _ERROR
+        if self._plain_state:
+            if self._read_future is not None:
+                state = _ERROR | _READ
+            buffer = self._write_buffer
+            if buffer is not None and buffer._size:
+                state |= _WRITE
+        else:
+            if self.reading():
+                state |= _READ
+            if self.writing():
+                state |= _WRITE
+        if not state & _READ:
+            if not self._read_buffer:
+                # Idle: keep watching for reads, which is how a close by the peer is noticed.
+                state |= _READ
+            elif current is not None and current & _READ and not unserved:
+                # A read is likely to follow the one that just finished: keep READ until data
+                # arrives that nobody wants, rather than dropping and re-adding it (two syscalls).
+                state |= _READ
+        if state != current:
+            assert current is not None, "_handle_events for a stream the loop does not watch"
+            self._state = state
+            self.io_loop.update_handler(self.fileno(), state)
 
     def _handle_error_event(self) -> None:
         """The poller reported an error or hang-up on the file.
@@ -796,7 +872,7 @@ class BaseIOStream:
             while not self._closed:
                 pos = self._find_read_pos()
                 if pos is not None:
-                    self._read_from_buffer(pos)
+                    self._finish_read(pos)
                 if not self._read_to_buffer():
                     break
         except UnsatisfiableReadError:
@@ -819,37 +895,83 @@ class BaseIOStream:
             self.close(exc_info=e)
             return
         if pos is not None:
-            self._read_from_buffer(pos)
+            self._finish_read(pos)
 
     def _read_to_buffer_loop(self) -> Optional[int]:
-        """Reads until the pending read can finish or the file has nothing more; returns its end or None."""
+        """Reads until the pending read can finish or the file has nothing more; returns its end or None.
+
+        Stops early when a plain read comes back short (the kernel had no more), rather than
+        asking again only to be told EWOULDBLOCK.
+        """
         kind = self._read_kind
-        if kind == _READ_BYTES or kind == _READ_INTO:
+        if kind == _READ_INTO:
+            return self._read_into_user_buffer()
+        if kind == _READ_BYTES:
             target: Optional[int] = self._read_target
-        elif self._read_max_bytes is not None and kind != _NO_READ:
-            target = self._read_max_bytes
-        elif kind != _NO_READ:
-            target = None  # a delimiter with no limit, or until close: read all there is
+        elif kind == _NO_READ:
+            target = 0  # nobody is reading: take one chunk (the loop saw data or a close)
         else:
-            target = 0  # no read pending: take one chunk (the loop saw data or a close)
+            target = self._read_max_bytes  # None: a delimiter with no limit, or until close
+        buffer = self._read_buffer
+        chunk_size = self.read_chunk_size
+        read_chunk = self._read_chunk
         # A delimiter search resumes where it stopped, so it is cheap after every chunk; a regex
         # must rescan, so it is tried again only once the data has doubled.
         next_search = 0
-        buffer = self._read_buffer
+        while True:
+            try:
+                chunk = read_chunk(chunk_size)
+            except OSError as e:
+                self.close(exc_info=e)
+                if self._is_connreset(e):
+                    return None  # the peer went away: an ordinary end, closed quietly
+                raise
+            if chunk is None:
+                if self._closed:
+                    return None
+                break
+            if not chunk:
+                self.close()  # end of file: the close finishes whatever read it can
+                return None
+            self._bytes_read += len(chunk)
+            if buffer._pos == len(buffer._data):
+                buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
+                buffer._pos = 0
+                size = len(chunk)
+            else:
+                buffer.append(chunk)
+                size = len(buffer)
+            if size > self.max_buffer_size:
+                self._buffer_overflow()
+            if target is not None and size >= target:
+                break
+            if kind == _READ_DELIMITER:
+                pos = self._find_delimiter()
+                if pos is not None or not self._maybe_readable:
+                    return pos
+            elif kind == _READ_REGEX and size >= next_search:
+                pos = self._find_read_pos()
+                if pos is not None or not self._maybe_readable:
+                    return pos
+                next_search = size * 2
+            elif not self._maybe_readable:
+                break  # the kernel had no more: another read would only say EWOULDBLOCK
+        return self._find_read_pos()
+
+    def _read_into_user_buffer(self) -> Optional[int]:
+        """The read loop of ``read_into``: straight into the caller's buffer, never past its end."""
         while not self._closed:
             if not self._read_to_buffer():
                 break
-            size = self._user_filled if kind == _READ_INTO else len(buffer)
-            if target is not None and size >= target:
+            if self._user_filled >= self._read_target:
                 break
-            if kind == _READ_DELIMITER or (kind == _READ_REGEX and size >= next_search):
-                pos = self._find_read_pos()
-                if pos is not None:
-                    return pos
-                next_search = size * 2
-            if not self._maybe_readable:
-                break  # the kernel had no more: another read would only say EWOULDBLOCK
         return self._find_read_pos()
+
+    def _buffer_overflow(self) -> None:
+        gen_log.error("Reached maximum read buffer size")
+        full = StreamBufferFullError("Reached maximum read buffer size")
+        self.close(exc_info=full)
+        raise full
 
     def _read_to_buffer(self) -> int:
         """One read from the file into the buffer: the count read, 0 if none (nothing ready, or closed)."""
@@ -883,51 +1005,43 @@ class BaseIOStream:
             raise
         self._bytes_read += count
         if size > self.max_buffer_size:
-            gen_log.error("Reached maximum read buffer size")
-            full = StreamBufferFullError("Reached maximum read buffer size")
-            self.close(exc_info=full)
-            raise full
+            self._buffer_overflow()
         return count
 
     def _try_inline_read(self) -> None:
         """Finishes the new read from buffered data or from what the kernel holds, else waits for READ."""
-        pos = self._find_read_pos()
+        if self._read_kind == _READ_DELIMITER:
+            pos = self._find_delimiter()
+        else:
+            pos = self._find_read_pos()
         if pos is not None:
-            self._read_from_buffer(pos)
+            self._finish_read(pos)
             return
-        self._check_closed()
+        if self._closed:
+            raise StreamClosedError(real_error=self.error)
         state = self._state
         if self._maybe_readable or state is None or not state & _READ:
             pos = self._read_to_buffer_loop()
             if pos is not None:
-                self._read_from_buffer(pos)
+                self._finish_read(pos)
                 return
-        if not self._closed:
+            if self._closed:
+                return
+            state = self._state
+        # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
+        if state is None or not state & _READ:
             self._add_io_state(_READ)
 
     def _find_read_pos(self) -> Optional[int]:
         """Where the pending read can end in the buffered data, or None if it cannot end yet."""
         kind = self._read_kind
+        if kind == _READ_DELIMITER:
+            return self._find_delimiter()
         if kind == _READ_BYTES or kind == _READ_INTO:
             want = self._read_target
             have = self._user_filled if kind == _READ_INTO else len(self._read_buffer)
             if have >= want or (self._read_partial and have > 0):
                 return want if want < have else have
-            return None
-        if kind == _READ_DELIMITER:
-            buffer = self._read_buffer
-            if buffer:
-                delimiter = self._read_target
-                dlen = len(delimiter)
-                start = self._read_scan - dlen + 1
-                loc = buffer.find(delimiter, start if start > 0 else 0)
-                if loc >= 0:
-                    end = loc + dlen
-                    self._check_max_bytes(delimiter, end)
-                    return end
-                size = len(buffer)
-                self._read_scan = size
-                self._check_max_bytes(delimiter, size)
             return None
         if kind == _READ_REGEX:
             buffer = self._read_buffer
@@ -941,10 +1055,41 @@ class BaseIOStream:
             return None
         return None
 
+    def _find_delimiter(self) -> Optional[int]:
+        """``_find_read_pos`` for ``read_until``: the search resumes where the last one gave up.
+
+        The new search starts ``len(delimiter) - 1`` bytes before the end of the data already
+        searched, so a delimiter split across two chunks is still found, and no byte is searched
+        more than once per read.
+        """
+        buffer = self._read_buffer
+        data = buffer._data
+        base = buffer._pos
+        size = len(data) - base
+        if size <= 0:
+            return None
+        delimiter = self._read_target
+        dlen = len(delimiter)
+        start = self._read_scan - dlen + 1
+        loc = data.find(delimiter, base + start if start > 0 else base)
+        limit = self._read_max_bytes
+        if loc >= 0:
+            end = loc - base + dlen
+            if limit is not None and end > limit:
+                self._raise_unsatisfiable(delimiter)
+            return end
+        self._read_scan = size
+        if limit is not None and size > limit:
+            self._raise_unsatisfiable(delimiter)
+        return None
+
     def _check_max_bytes(self, delimiter: Any, size: int) -> None:
         limit = self._read_max_bytes
         if limit is not None and size > limit:
-            raise UnsatisfiableReadError("delimiter %r not found within %d bytes" % (delimiter, limit))
+            self._raise_unsatisfiable(delimiter)
+
+    def _raise_unsatisfiable(self, delimiter: Any) -> None:
+        raise UnsatisfiableReadError("delimiter %r not found within %d bytes" % (delimiter, self._read_max_bytes))
 
     def _read_from_buffer(self, pos: int) -> None:
         """Finishes the pending read with the first ``pos`` bytes (or ``pos`` bytes stored, for read_into)."""
@@ -953,14 +1098,26 @@ class BaseIOStream:
     def _finish_read(self, size: int) -> None:
         if self._read_kind == _READ_INTO:
             result: Any = size
+            self._user_buffer = None  # the caller's buffer is theirs again
+            self._user_filled = 0
         else:
-            result = self._read_buffer.consume(size)
-        self._clear_read_state()
+            buffer = self._read_buffer
+            data = buffer._data
+            if size == len(data) and buffer._pos == 0 and type(data) is bytes:
+                # All of one received chunk: hand it over as it is.
+                result = data
+                buffer._data = b""
+            else:
+                result = buffer.consume(size)
+        self._read_kind = _NO_READ
         future = self._read_future
         if future is not None:
             self._read_future = None
-            future_set_result_unless_cancelled(future, result)
-        self._maybe_add_error_listener()
+            if future._state == _PENDING:  # not cancelled meanwhile
+                future.set_result(result)
+        state = self._state
+        if (state is None or state == _ERROR) and self._close_callback is not None:
+            self._maybe_add_error_listener()
 
     def _clear_read_state(self) -> None:
         self._read_kind = _NO_READ
@@ -976,6 +1133,7 @@ class BaseIOStream:
             self._check_closed()
             raise AssertionError("Already reading")
         future: Future = Future()
+        future._loop = self.io_loop
         self._read_future = future
         return future
 
