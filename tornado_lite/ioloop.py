@@ -318,16 +318,24 @@ class _Timeout:
     heap entry itself goes when it reaches the top or when the heap is compacted.
     """
 
-    __slots__ = ("deadline", "callback", "args")
+    __slots__ = ("deadline", "callback", "args", "loop")
 
-    def __init__(self, deadline: float, callback: Callable, args: tuple) -> None:
+    def __init__(self, deadline: float, callback: Callable, args: tuple, loop: "IOLoop") -> None:
         self.deadline = deadline
         self.callback: Optional[Callable] = callback
         self.args: Optional[tuple] = args
+        # The loop whose heap holds this entry; None once the entry has left the heap (run or
+        # discarded), so that a late cancel is not counted as a heap entry waiting to be compacted.
+        self.loop: Optional["IOLoop"] = loop
 
     def cancel(self) -> None:
+        if self.callback is None:
+            return
         self.callback = None
         self.args = None
+        loop = self.loop
+        if loop is not None:
+            loop._note_cancelled_timer()
 
     def cancelled(self) -> bool:
         return self.callback is None
@@ -731,11 +739,13 @@ class IOLoop(Configurable):
             entry = timeouts[0][2]
             if entry.callback is None:
                 heapq.heappop(timeouts)
+                entry.loop = None
                 self._cancellations -= 1
                 continue
             if entry.deadline > now:
                 break
             heapq.heappop(timeouts)
+            entry.loop = None
             due.append(entry)
         return due
 
@@ -867,7 +877,7 @@ class IOLoop(Configurable):
         if kwargs:
             callback = functools.partial(callback, *args, **kwargs)
             args = ()
-        timeout = _Timeout(deadline, callback, args)
+        timeout = _Timeout(deadline, callback, args, self)
         heapq.heappush(self._timeouts, (deadline, next(self._sequence), timeout))
         return timeout
 
@@ -881,15 +891,21 @@ class IOLoop(Configurable):
         raise TypeError(f"Unsupported deadline {deadline!r}")
 
     def remove_timeout(self, timeout: Any) -> None:
-        if not isinstance(timeout, _Timeout) or timeout.callback is None:
-            return
-        timeout.callback = timeout.args = None
+        if isinstance(timeout, _Timeout):
+            timeout.cancel()
+
+    def _note_cancelled_timer(self) -> None:
         self._cancellations += 1
         if self._cancellations > _COMPACT_MIN_CANCELLED and self._cancellations * 2 > len(self._timeouts):
             self._compact_timeouts()
 
     def _compact_timeouts(self) -> None:
-        live = [entry for entry in self._timeouts if entry[2].callback is not None]
+        live = []
+        for entry in self._timeouts:
+            if entry[2].callback is None:
+                entry[2].loop = None
+            else:
+                live.append(entry)
         heapq.heapify(live)
         # In place: the running pass holds a reference to this list.
         self._timeouts[:] = live
