@@ -27,6 +27,8 @@ gen = importlib.import_module(impl + ".gen")
 ioloop = importlib.import_module(impl + ".ioloop")
 iostream = importlib.import_module(impl + ".iostream")
 netutil = importlib.import_module(impl + ".netutil")
+tcpserver = importlib.import_module(impl + ".tcpserver")
+tcpclient = importlib.import_module(impl + ".tcpclient")
 concurrent_mod = importlib.import_module(impl + ".concurrent")
 IOLoop = ioloop.IOLoop
 Future = concurrent_mod.Future
@@ -1018,3 +1020,143 @@ def test_start_tls_cancel_closes_socket(io_loop, pki):
             listener.close()
 
     run(io_loop, main)
+
+
+# -- TLS on a TCPServer ----------------------------------------------------------------------------
+
+
+class EchoServer(tcpserver.TCPServer):
+    """The echo server of Tornado's TCPServer documentation, unchanged."""
+
+    async def handle_stream(self, stream, address):
+        while True:
+            try:
+                data = await stream.read_until(b"\n")
+                await stream.write(data)
+            except StreamClosedError:
+                break
+
+
+def start_server(server):
+    sockets = netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    server.add_sockets(sockets)
+    return sockets[0].getsockname()[1]
+
+
+def test_documentation_echo_server_over_tls_with_100_clients(io_loop, pki):
+    async def main():
+        server = EchoServer(ssl_options=server_context(pki))
+        port = start_server(server)
+        client = tcpclient.TCPClient()
+        ctx = client_context(pki)  # one context for all: making one loads the system trust store
+        try:
+
+            async def one(i):
+                stream = await client.connect("localhost", port, ssl_options=ctx)
+                assert isinstance(stream, SSLIOStream)
+                try:
+                    for j in range(3):
+                        line = b"client %d line %d\n" % (i, j)
+                        await stream.write(line)
+                        assert await stream.read_until(b"\n") == line
+                finally:
+                    stream.close()
+
+            await gen.multi([one(i) for i in range(100)])
+        finally:
+            client.close()
+            server.stop()
+
+    run(io_loop, main, timeout=120)
+
+
+def test_tcpserver_dict_options_handle_stream_runs_before_handshake(io_loop, pki):
+    async def main():
+        seen = Future()
+
+        class Server(tcpserver.TCPServer):
+            async def handle_stream(self, stream, address):
+                before = stream.socket.cipher()
+                await stream.wait_for_handshake()
+                seen.set_result((before, stream.socket.cipher()))
+                await stream.write(b"hello\n")
+
+        server = Server(ssl_options=dict(certfile=pki.cert_file, keyfile=pki.key_file))
+        port = start_server(server)
+        try:
+            stream = await connect_tls(port, dict(cert_reqs=ssl.CERT_REQUIRED, ca_certs=pki.ca_file))
+            assert await stream.read_until(b"\n") == b"hello\n"
+            before, after = await seen
+            assert before is None and after is not None
+            stream.close()
+        finally:
+            server.stop()
+
+    run(io_loop, main)
+
+
+@pytest.mark.skipif(impl == "tornado", reason="Tornado checks the keys only at the first connection")
+def test_tcpserver_rejects_unknown_ssl_option_at_construction(pki):
+    with pytest.raises(ValueError, match="keyfil"):
+        tcpserver.TCPServer(ssl_options=dict(certfile=pki.cert_file, keyfil=pki.key_file))
+
+
+def test_tcpserver_alpn(io_loop, pki):
+    async def main():
+        selected = Future()
+
+        class Server(tcpserver.TCPServer):
+            async def handle_stream(self, stream, address):
+                await stream.wait_for_handshake()
+                selected.set_result(stream.socket.selected_alpn_protocol())
+                stream.close()
+
+        server = Server(ssl_options=server_context(pki, alpn=["h2", "http/1.1"]))
+        port = start_server(server)
+        try:
+            stream = await connect_tls(port, client_context(pki, alpn=["h2"]))
+            assert stream.socket.selected_alpn_protocol() == "h2"
+            assert await selected == "h2"
+            stream.close()
+        finally:
+            server.stop()
+
+    run(io_loop, main)
+
+
+def test_tcpserver_survives_bad_clients(io_loop, pki, caplog):
+    """Garbage, a port scan, a distrusting client and a stalled client, next to well-behaved ones."""
+
+    async def main():
+        server = EchoServer(ssl_options=server_context(pki))
+        port = start_server(server)
+        client = tcpclient.TCPClient()
+        try:
+            garbage = await connect_plain(port)
+            await garbage.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            scan = await connect_plain(port)
+            scan.close()
+            stalled = await connect_plain(port)
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await connect_tls(port, client_context(pki, ca=trustme.CA()))
+
+            ctx = client_context(pki)
+
+            async def good(i):
+                stream = await client.connect("localhost", port, ssl_options=ctx)
+                await stream.write(b"%d\n" % i)
+                assert await stream.read_until(b"\n") == b"%d\n" % i
+                stream.close()
+
+            await gen.multi([good(i) for i in range(10)])
+            await garbage.read_until_close()  # the server hung up on it
+            garbage.close()
+            assert not stalled.closed()  # a stalled handshake only costs its own connection
+            stalled.close()
+        finally:
+            client.close()
+            server.stop()
+
+    run(io_loop, main)
+    messages = [r.getMessage() for r in ssl_warnings(caplog)]
+    assert any("http request" in m.lower() or "wrong version" in m.lower() for m in messages), messages
