@@ -167,7 +167,7 @@ class Future(typing.Generic[_T]):
         if self._state != _PENDING:
             raise InvalidStateError(f"invalid state: {self!r}")
         if isinstance(exception, type):
-            exception = exception()
+            exception = typing.cast(BaseException, exception())
         if type(exception) is StopIteration:
             # A StopIteration escaping through a coroutine's send() would end it silently.
             raise TypeError("StopIteration interacts badly with generators and cannot be raised into a Future")
@@ -250,8 +250,6 @@ class Future(typing.Generic[_T]):
 
     __iter__ = __await__
 
-    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[assignment]
-
 
 FUTURES = (Future, concurrent.futures.Future)
 
@@ -263,7 +261,9 @@ def is_future(x: Any) -> bool:
 class DummyExecutor(concurrent.futures.Executor):
     """An executor that runs the function at once, in the calling thread."""
 
-    def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> "concurrent.futures.Future[_T]":
+    def submit(  # type: ignore[override]
+        self, fn: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> "concurrent.futures.Future[_T]":
         future: concurrent.futures.Future[_T] = concurrent.futures.Future()
         try:
             future_set_result_unless_cancelled(future, fn(*args, **kwargs))

@@ -609,7 +609,7 @@ class IOLoop(Configurable):
                 callback, args = popleft()
                 run_callback(callback, args)
             # Don't let the last callback's arguments live on in this frame until the next one runs.
-            callback = args = None
+            callback = args = None  # type: ignore[assignment]
 
             # Phase 2: due timers.  They are collected first and run after, so a timer that schedules
             # another already-due timer cannot keep this phase going forever.
@@ -617,7 +617,7 @@ class IOLoop(Configurable):
                 due = self._pop_due_timers(clock())
                 ncallbacks += len(due)
                 for entry in due:
-                    callback, args = entry.callback, entry.args
+                    callback, args = entry.callback, entry.args  # type: ignore[assignment]
                     if callback is None:
                         continue  # cancelled by an earlier timer of this same batch
                     entry.callback = entry.args = None

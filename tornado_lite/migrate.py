@@ -293,7 +293,7 @@ def convert_source(path: str, source: str) -> Result:
 
 
 def _python_files(paths: Sequence[str]) -> List[str]:
-    found = []
+    found: List[str] = []
     for path in paths:
         if os.path.isdir(path):
             for root, dirs, files in os.walk(path):
