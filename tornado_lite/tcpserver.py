@@ -6,19 +6,28 @@ or ``bind_sockets`` + ``process.fork_processes`` + ``add_sockets``.
 
 This layer owns listening sockets and turns accepted ones into streams; it never reads or writes a
 connection's bytes itself, and a failure in one connection's handler never stops the server.
+
+Beyond Tornado, all opt-in (without them the server behaves as Tornado's): ``drain`` (stop
+accepting, let handlers finish, cut the rest at a deadline) and ``drain_on_signal``; the keyword
+arguments ``max_connections``, ``idle_timeout`` and ``handshake_timeout``; and ``stats()``, an
+always-on snapshot of counters that cost an integer add per read/write syscall in iostream.
 """
 
 import errno
 import functools
 import os
+import signal
 import socket
 import ssl
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Union, cast
+import time
+import weakref
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
 
 from tornado_lite import gen, process
+from tornado_lite.concurrent import Future
 from tornado_lite.ioloop import IOLoop
-from tornado_lite.iostream import IOStream, SSLIOStream
-from tornado_lite.log import app_log
+from tornado_lite.iostream import BaseIOStream, IOStream, SSLIOStream
+from tornado_lite.log import app_log, gen_log
 from tornado_lite.netutil import (
     _DEFAULT_BACKLOG,
     add_accept_handler,
@@ -28,7 +37,58 @@ from tornado_lite.netutil import (
 )
 from tornado_lite.util import errno_from_exception
 
-__all__ = ["TCPServer"]
+__all__ = [
+    "DrainResult",
+    "DrainTimeoutError",
+    "HandshakeTimeoutError",
+    "IdleTimeoutError",
+    "ServerStats",
+    "TCPServer",
+]
+
+
+class IdleTimeoutError(TimeoutError):
+    """Why a stream was closed: no byte went either way for ``idle_timeout`` seconds.
+
+    Found as ``StreamClosedError.real_error`` (and ``stream.error``) by the connection's handler.
+    """
+
+
+class HandshakeTimeoutError(TimeoutError):
+    """Why a TLS stream was closed: its client did not finish the handshake within ``handshake_timeout``."""
+
+
+class DrainTimeoutError(TimeoutError):
+    """Why a stream was closed: the server was drained and the drain's deadline came first."""
+
+
+class DrainResult(NamedTuple):
+    """What :meth:`TCPServer.drain` did: connections that ended by themselves, and connections it cut."""
+
+    finished: int
+    cut: int
+
+
+class ServerStats(NamedTuple):
+    """A snapshot of a server's counters (see :meth:`TCPServer.stats`).
+
+    Byte counts are application bytes (plain text on TLS) that reached or left the kernel, over
+    every connection the server accepted, open or closed.  ``limit_hits`` counts the times
+    ``max_connections`` made the server stop accepting.
+    """
+
+    open_connections: int
+    accepted: int
+    closed: int
+    bytes_in: int
+    bytes_out: int
+    accepting: bool
+    limit_hits: int
+    idle_timeouts: int
+    handshake_timeouts: int
+    drains: int
+    drain_finished: int
+    drain_cut: int
 
 
 def _check_ssl_options(ssl_options: Union[Dict[str, Any], ssl.SSLContext]) -> ssl.SSLContext:
@@ -45,8 +105,91 @@ def _check_ssl_options(ssl_options: Union[Dict[str, Any], ssl.SSLContext]) -> ss
     return ssl_options_to_context(ssl_options, server_side=True)
 
 
-def _finish_handler(stream: IOStream, future: Any) -> None:
+class _Counts:
+    """A server's running totals; one object so that subclasses' attribute names cannot clash with them."""
+
+    __slots__ = (
+        "accepted",
+        "closed",
+        "bytes_in",
+        "bytes_out",
+        "limit_hits",
+        "idle_timeouts",
+        "handshake_timeouts",
+        "drains",
+        "drain_finished",
+        "drain_cut",
+    )
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.closed = 0
+        self.bytes_in = 0  # of closed streams; open ones are summed when asked
+        self.bytes_out = 0
+        self.limit_hits = 0
+        self.idle_timeouts = 0
+        self.handshake_timeouts = 0
+        self.drains = 0
+        self.drain_finished = 0
+        self.drain_cut = 0
+
+
+class _Connection:
+    """One accepted connection, tracked while its stream is open or its ``handle_stream`` coroutine runs.
+
+    A drain waits until there are none left.  It holds no reference to its stream (that is the
+    record's job, a weak one), so tracking never keeps an abandoned stream alive.
+    """
+
+    __slots__ = ("server", "stream_open", "handler_running")
+
+    def __init__(self, server: "TCPServer") -> None:
+        self.server = server
+        self.stream_open = True
+        self.handler_running = False
+
+
+class _StreamRecord(weakref.ref):
+    """A weak reference to an open stream of the server, and the stream's ``_tracker``.
+
+    The stream calls ``stream_closed``/``stream_replaced``; if the stream is collected without
+    being closed (Tornado lets an abandoned stream's socket close that way), the weakref callback
+    tells the server instead.  ``seen`` and ``active_at`` are the idle check's memory: the bytes
+    the stream had moved at the last sweep, and when that count last changed.
+    """
+
+    __slots__ = ("conn", "seen", "active_at")
+
+    def __new__(cls, stream: BaseIOStream, conn: _Connection) -> "_StreamRecord":
+        return weakref.ref.__new__(cls, stream, _stream_collected)
+
+    def __init__(self, stream: BaseIOStream, conn: _Connection) -> None:
+        # weakref.ref.__new__ did the referencing; its __init__ has nothing to add.
+        self.conn = conn
+        self.seen = 0
+        self.active_at = 0.0
+
+    def stream_closed(self, stream: BaseIOStream) -> None:
+        self.conn.server._stream_closed(self, stream)
+
+    def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
+        self.conn.server._stream_replaced(self, old, new)
+
+
+def _stream_collected(record: _StreamRecord) -> None:
+    record.conn.server._stream_collected(record)
+
+
+def _wake(waiter: Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _finish_handler(stream: IOStream, conn: _Connection, future: Any) -> None:
     """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it."""
+    conn.handler_running = False
+    if not conn.stream_open:
+        conn.server._forget(conn)
     if future.cancelled() or future.exception() is not None:
         # Nobody will use the connection now; without this the client would wait until it is collected.
         stream.close()
@@ -59,6 +202,19 @@ class TCPServer:
     ``ssl_options`` (an ``ssl.SSLContext``, or a dict of ``ssl.wrap_socket``-style keywords, of which
     ``certfile`` is required) makes it serve TLS through ``SSLIOStream``.  ``max_buffer_size`` and
     ``read_chunk_size`` are passed to every stream.
+
+    Optional limits (keyword only; None, the default, means none, as in Tornado):
+
+    - ``max_connections``: with that many streams open, the server stops watching its listening
+      sockets, so further clients wait in the kernel's backlog; it resumes when one closes.
+    - ``idle_timeout``: a stream that moved no byte either way for that many seconds is closed with
+      :class:`IdleTimeoutError` as its error.
+    - ``handshake_timeout``: a TLS stream whose handshake is not done that long after the accept is
+      closed with :class:`HandshakeTimeoutError`.
+
+    The two timeouts are checked by one periodic sweep per server (only while it has streams), a
+    quarter of the shorter timeout apart: a stream is closed after at least its timeout, and at most
+    half as long again.
     """
 
     def __init__(
@@ -66,7 +222,16 @@ class TCPServer:
         ssl_options: Union[Dict[str, Any], ssl.SSLContext, None] = None,
         max_buffer_size: Optional[int] = None,
         read_chunk_size: Optional[int] = None,
+        *,
+        max_connections: Optional[int] = None,
+        idle_timeout: Optional[float] = None,
+        handshake_timeout: Optional[float] = None,
     ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1, not %r" % (max_connections,))
+        for name, value in (("idle_timeout", idle_timeout), ("handshake_timeout", handshake_timeout)):
+            if value is not None and not value > 0:
+                raise ValueError("%s must be a positive number of seconds, not %r" % (name, value))
         self.ssl_options = ssl_options
         self._ssl_context = _check_ssl_options(ssl_options) if ssl_options is not None else None
         self._sockets: Dict[int, socket.socket] = {}
@@ -76,6 +241,17 @@ class TCPServer:
         self._stopped = False
         self.max_buffer_size = max_buffer_size
         self.read_chunk_size = read_chunk_size
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
+        self._counts = _Counts()
+        self._live_conns: Set[_Connection] = set()
+        self._live_streams: Set[_StreamRecord] = set()
+        self._accept_paused = False  # by max_connections
+        self._io_loop: Optional[IOLoop] = None  # the loop the connections run on (set at the first)
+        self._sweep_timer: Any = None
+        self._drain_waiters: List[Future] = []
+        self._signal_draining = False
 
     def listen(
         self,
@@ -97,7 +273,10 @@ class TCPServer:
         for sock in sockets:
             fd = sock.fileno()
             self._sockets[fd] = sock
-            self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
+            if self._accept_paused:
+                self._handlers[fd] = _not_watching  # watched when accepting resumes
+            else:
+                self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
 
     def add_socket(self, socket: socket.socket) -> None:
         """``add_sockets`` for one socket."""
@@ -160,6 +339,219 @@ class TCPServer:
         """
         raise NotImplementedError()
 
+    # -- beyond Tornado: drain, statistics ---------------------------------------------------------
+
+    async def drain(self, timeout: float) -> DrainResult:
+        """Stops accepting, waits up to ``timeout`` seconds for every connection to end, then cuts the rest.
+
+        A connection has ended once its stream is closed and its ``handle_stream`` coroutine (if it
+        is one) has returned.  At the deadline every stream still open is closed with
+        :class:`DrainTimeoutError` as its error (the handler sees ``StreamClosedError``).  The
+        listening sockets are closed at once, as by :meth:`stop`.
+        """
+        self.stop()
+        counts = self._counts
+        counts.drains += 1
+        start = len(self._live_conns)
+        if start and timeout > 0:
+            waiter: Future[None] = Future()
+            self._drain_waiters.append(waiter)
+            loop = cast(IOLoop, IOLoop.current())
+            timer = loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                loop.remove_timeout(timer)
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+        cut = len(self._live_conns)
+        if cut:
+            for record in list(self._live_streams):
+                stream = record()
+                if stream is not None and not stream.closed():
+                    stream.close(exc_info=DrainTimeoutError("server drained: deadline of %gs passed" % timeout))
+        finished = max(start - cut, 0)
+        counts.drain_finished += finished
+        counts.drain_cut += cut
+        return DrainResult(finished, cut)
+
+    def drain_on_signal(
+        self, sig: int = signal.SIGTERM, timeout: float = 10.0, then: Optional[Callable[[], Any]] = None
+    ) -> Any:
+        """On signal ``sig``, drains the server (see :meth:`drain`), then calls ``then()`` if given.
+
+        Typically ``server.drain_on_signal(signal.SIGTERM, 30, then=IOLoop.current().stop)``.  A
+        second signal during the drain ends its wait at once (the remaining connections are cut).
+        Call from the main thread, with the loop the server runs on current.  Returns the previous
+        handler of ``sig`` (as ``signal.signal`` does).
+        """
+        loop = cast(IOLoop, IOLoop.current())
+
+        def on_signal(signum: int, frame: Any) -> None:
+            # Runs between two bytecodes of whatever the main thread was doing: only hand the work to
+            # the loop (add_callback is safe here and wakes the loop's poll).
+            loop.add_callback(self._drain_for_signal, timeout, then)
+
+        return signal.signal(sig, on_signal)
+
+    async def _drain_for_signal(self, timeout: float, then: Optional[Callable[[], Any]]) -> None:
+        if self._signal_draining:
+            for waiter in self._drain_waiters:
+                _wake(waiter)  # a second signal: stop waiting
+            return
+        self._signal_draining = True
+        try:
+            result = await self.drain(timeout)
+            gen_log.info("Drained on signal: %d connections finished, %d cut", result.finished, result.cut)
+        finally:
+            self._signal_draining = False
+            if then is not None:
+                then()
+
+    def stats(self) -> ServerStats:
+        """A snapshot of this server's counters (cost: a pass over its open connections)."""
+        counts = self._counts
+        bytes_in = counts.bytes_in
+        bytes_out = counts.bytes_out
+        for record in list(self._live_streams):
+            stream = record()
+            if stream is not None:
+                bytes_in += stream._bytes_read
+                bytes_out += stream._total_write_done_index
+        return ServerStats(
+            open_connections=counts.accepted - counts.closed,
+            accepted=counts.accepted,
+            closed=counts.closed,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            accepting=bool(self._sockets) and not self._stopped and not self._accept_paused,
+            limit_hits=counts.limit_hits,
+            idle_timeouts=counts.idle_timeouts,
+            handshake_timeouts=counts.handshake_timeouts,
+            drains=counts.drains,
+            drain_finished=counts.drain_finished,
+            drain_cut=counts.drain_cut,
+        )
+
+    # -- connection bookkeeping --------------------------------------------------------------------
+
+    def _track(self, stream: IOStream) -> _Connection:
+        conn = _Connection(self)
+        record = _StreamRecord(stream, conn)
+        stream._tracker = record
+        self._live_conns.add(conn)
+        self._live_streams.add(record)
+        counts = self._counts
+        counts.accepted += 1
+        if self._io_loop is None:
+            self._io_loop = stream.io_loop
+        if self.idle_timeout is not None or self.handshake_timeout is not None:
+            record.active_at = time.monotonic()
+            if self._sweep_timer is None:
+                self._schedule_sweep()
+        limit = self.max_connections
+        if limit is not None and counts.accepted - counts.closed >= limit and not self._accept_paused:
+            self._pause_accepting()
+        return conn
+
+    def _stream_closed(self, record: _StreamRecord, stream: BaseIOStream) -> None:
+        self._live_streams.discard(record)
+        counts = self._counts
+        counts.bytes_in += stream._bytes_read
+        counts.bytes_out += stream._total_write_done_index
+        self._stream_ended(record.conn)
+        if self._accept_paused:
+            self._maybe_resume_accepting()
+
+    def _stream_collected(self, record: _StreamRecord) -> None:
+        # Abandoned without a close (its socket closes as it is freed): a closed connection whose
+        # byte counts are lost.  This may run inside the garbage collector, at any point of the
+        # loop's work: only bookkeeping here, the listening sockets are touched from the loop.
+        if record not in self._live_streams:
+            return
+        self._live_streams.discard(record)
+        self._stream_ended(record.conn)
+        if self._accept_paused and self._io_loop is not None:
+            self._io_loop.add_callback(self._maybe_resume_accepting)
+
+    def _stream_replaced(self, record: _StreamRecord, old: BaseIOStream, new: BaseIOStream) -> None:
+        # start_tls: the same connection goes on in a new stream.  The old one's bytes are done with.
+        self._live_streams.discard(record)
+        counts = self._counts
+        counts.bytes_in += old._bytes_read
+        counts.bytes_out += old._total_write_done_index
+        successor = _StreamRecord(new, record.conn)
+        successor.active_at = time.monotonic() if record.active_at else 0.0
+        new._tracker = successor
+        self._live_streams.add(successor)
+
+    def _stream_ended(self, conn: _Connection) -> None:
+        self._counts.closed += 1
+        conn.stream_open = False
+        if not conn.handler_running:
+            self._forget(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        live = self._live_conns
+        live.discard(conn)
+        if not live and self._drain_waiters:
+            for waiter in self._drain_waiters:
+                _wake(waiter)
+
+    def _pause_accepting(self) -> None:
+        # The kernel keeps queueing new clients in the listen backlog meanwhile.
+        self._accept_paused = True
+        self._counts.limit_hits += 1
+        for fd, remove in self._handlers.items():
+            remove()
+            self._handlers[fd] = _not_watching
+
+    def _maybe_resume_accepting(self) -> None:
+        if not self._accept_paused or self._stopped:
+            return
+        counts = self._counts
+        limit = self.max_connections
+        if limit is not None and counts.accepted - counts.closed >= limit:
+            return
+        self._accept_paused = False
+        for fd, sock in self._sockets.items():
+            self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
+
+    def _schedule_sweep(self) -> None:
+        timeouts = [t for t in (self.idle_timeout, self.handshake_timeout) if t is not None]
+        loop = self._io_loop
+        assert loop is not None
+        self._sweep_timer = loop.call_later(min(timeouts) / 4, self._sweep)
+
+    def _sweep(self) -> None:
+        """Closes the streams past their idle or handshake timeout; runs only while there are streams."""
+        self._sweep_timer = None
+        now = time.monotonic()
+        idle_timeout = self.idle_timeout
+        handshake_timeout = self.handshake_timeout
+        counts = self._counts
+        for record in list(self._live_streams):
+            stream = record()
+            if stream is None or stream._closed:
+                continue
+            moved = stream._bytes_read + stream._total_write_done_index
+            if moved != record.seen:
+                record.seen = moved
+                record.active_at = now
+                continue
+            # No byte moved since the last sweep: quiet since active_at (the accept, if none ever did;
+            # so during a TLS handshake, which moves no application bytes, this is its duration).
+            quiet = now - record.active_at
+            if handshake_timeout is not None and getattr(stream, "_ssl_accepting", False):
+                if quiet >= handshake_timeout:
+                    counts.handshake_timeouts += 1
+                    stream.close(exc_info=HandshakeTimeoutError("TLS handshake not done in %gs" % handshake_timeout))
+            elif idle_timeout is not None and quiet >= idle_timeout:
+                counts.idle_timeouts += 1
+                stream.close(exc_info=IdleTimeoutError("no data either way for %gs" % idle_timeout))
+        if self._live_streams:
+            self._schedule_sweep()
+
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
         context = self._ssl_context
         if context is not None:
@@ -187,10 +579,12 @@ class TCPServer:
                 stream = IOStream(
                     connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
                 )
+            conn = self._track(stream)
             result = self.handle_stream(stream, address)
             if result is not None:
                 future = gen.convert_yielded(result)
-                cast(IOLoop, IOLoop.current()).add_future(future, functools.partial(_finish_handler, stream))
+                conn.handler_running = True
+                cast(IOLoop, IOLoop.current()).add_future(future, functools.partial(_finish_handler, stream, conn))
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
             # A handler that failed cannot be serving this connection: close it rather than leak it.
@@ -199,3 +593,6 @@ class TCPServer:
             else:
                 connection.close()
 
+
+def _not_watching() -> None:
+    """Stands for a listening socket's accept handler while accepting is paused (nothing to remove)."""
