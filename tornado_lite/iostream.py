@@ -1572,7 +1572,13 @@ class SSLIOStream(IOStream):
         self._handshake_writing = False
         sock = self.socket
         try:
-            sock.do_handshake()
+            sslobj = sock._sslobj  # type: ignore[attr-defined]
+            if sslobj is not None:
+                # Straight to the SSL object: SSLSocket.do_handshake also resets the socket's timeout
+                # (a system call) on every step.
+                sslobj.do_handshake()
+            else:
+                sock.do_handshake()  # raises the right error (the socket was reset before wrapping)
         except ssl.SSLWantReadError:
             self._handshake_reading = True
             return
@@ -1705,8 +1711,6 @@ class SSLIOStream(IOStream):
         except ssl.SSLWantReadError:
             self._maybe_readable = False
             return None
-        except ssl.SSLWantWriteError:
-            return None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return b""  # see read_from_fd
         count = len(data)
@@ -1738,8 +1742,6 @@ class SSLIOStream(IOStream):
             except ssl.SSLWantReadError:
                 self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
                 return None
-            except ssl.SSLWantWriteError:
-                return None
             except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
                 # The peer closed without close_notify, or with it when we had sent ours: an end of
                 # stream like any other (what ssl's suppress_ragged_eofs does for recv).
@@ -1756,8 +1758,6 @@ class SSLIOStream(IOStream):
                             more = sslobj.read(size - count, rest)
                         except ssl.SSLWantReadError:
                             self._maybe_readable = False
-                            break
-                        except ssl.SSLWantWriteError:
                             break
                         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
                             self._tls_end = True  # reported by the next read, after this data
@@ -1788,7 +1788,8 @@ class SSLIOStream(IOStream):
             # OpenSSL writes all of ``data`` or reports WANT_WRITE having kept its place; the retry
             # passes the same bytes (the write buffer's front, perhaps longer), as it requires.
             return sslobj.write(data)
-        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        except ssl.SSLWantWriteError:
+            # WANT_READ (a renegotiation) is not handled: like Tornado, it fails the write.
             return 0
         finally:
             del data
