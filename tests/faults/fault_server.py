@@ -28,7 +28,6 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tornado_lite import gen  # noqa: E402
 from tornado_lite.ioloop import IOLoop  # noqa: E402
 from tornado_lite.iostream import StreamClosedError  # noqa: E402
 from tornado_lite.netutil import bind_sockets  # noqa: E402
@@ -38,9 +37,8 @@ MAX_LINE = 1 << 20
 
 
 class EchoServer(TCPServer):
-    def __init__(self, handshake_timeout=None, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.handshake_timeout = handshake_timeout
         self.accepted = 0
         self.open = 0
         self.closed = 0
@@ -51,8 +49,6 @@ class EchoServer(TCPServer):
         self.accepted += 1
         self.open += 1
         try:
-            if self.ssl_options is not None and self.handshake_timeout:
-                await gen.with_timeout(self.handshake_timeout, stream.wait_for_handshake())
             while True:
                 line = await stream.read_until(b"\n", max_bytes=MAX_LINE)
                 self.bytes_echoed += len(line)
@@ -68,12 +64,24 @@ class EchoServer(TCPServer):
             self.closed += 1
 
 
-def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def rss_kb():
+    """Current RSS in KiB; None while the process has no descriptor to spare for reading it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def fd_count():
+    """Open descriptors (counting the one listdir uses); None at the descriptor limit."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 def main() -> None:
@@ -95,7 +103,7 @@ def main() -> None:
         ssl_options.load_cert_chain(*args.tls)
 
     loop = IOLoop(make_current=True)
-    server = EchoServer(handshake_timeout=args.handshake_timeout, ssl_options=ssl_options)
+    server = EchoServer(handshake_timeout=args.handshake_timeout or None, ssl_options=ssl_options)
     sockets = bind_sockets(0, "127.0.0.1", backlog=args.backlog)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
@@ -114,7 +122,7 @@ def main() -> None:
                 "closed": server.closed,
                 "bytes_echoed": server.bytes_echoed,
                 "errors": dict(server.errors),
-                "fds": len(os.listdir("/proc/self/fd")),
+                "fds": fd_count(),
                 "rss_kb": rss_kb(),
             }
             print("STATS " + json.dumps(report), flush=True)
