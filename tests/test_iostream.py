@@ -619,3 +619,407 @@ def test_errno_constants_cover_resets():
     from tornado_lite.iostream import _ERRNO_CONNRESET
 
     assert errno.ECONNRESET in _ERRNO_CONNRESET and errno.EPIPE in _ERRNO_CONNRESET
+
+
+# --------------------------------------------------------------------------------------------------
+# Faults
+# --------------------------------------------------------------------------------------------------
+
+
+def _reset(sock: socket.socket) -> None:
+    """Closes ``sock`` so that the peer gets a TCP reset (RST) instead of an orderly FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+async def _tcp_stream_and_raw_peer(**kwargs):
+    """An IOStream and the raw (non-blocking) socket at the other end of its TCP connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    raw = socket.create_connection(listener.getsockname())
+    conn = await _accepting(listener)
+    listener.close()
+    raw.setblocking(False)
+    return IOStream(conn, **kwargs), raw
+
+
+def test_peer_reset_fails_pending_read_with_real_error(io_loop):
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_until(b"\n")
+        raw.send(b"partial line")
+        await gen.sleep(0.01)
+        _reset(raw)
+        with pytest.raises(StreamClosedError) as info:
+            await fut
+        assert isinstance(info.value.real_error, ConnectionResetError)
+        assert isinstance(stream.error, ConnectionResetError)
+        assert await closed
+        assert stream.closed()
+
+    run(io_loop, main)
+
+
+def test_buffered_data_outlives_a_reset(io_loop):
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        raw.send(b"abcdef")
+        assert await stream.read_bytes(1) == b"a"  # the rest is now in the stream's buffer
+        _reset(raw)
+        await closed
+        # Reads the buffer satisfies are still served; the rest fail with the real error.
+        assert await stream.read_bytes(3) == b"bcd"
+        assert await stream.read_until(b"f") == b"ef"
+        with pytest.raises(StreamClosedError) as info:
+            await stream.read_bytes(1)
+        assert isinstance(info.value.real_error, ConnectionResetError)
+
+    run(io_loop, main)
+
+
+def test_write_to_reset_peer(io_loop):
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        _reset(raw)
+        await gen.sleep(0.01)
+        with pytest.raises(StreamClosedError) as info:
+            # The first write may still be accepted by the kernel; a reset connection refuses the rest.
+            for _ in range(100):
+                await stream.write(b"x" * 65536)
+        assert isinstance(info.value.real_error, (ConnectionResetError, BrokenPipeError))
+        assert stream.closed()
+
+    run(io_loop, main)
+
+
+def test_pending_write_fails_when_peer_resets(io_loop):
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        wfut = stream.write(os.urandom(1 << 16) * 256)  # 16 MB: stays queued, nobody reads
+        assert not wfut.done()
+        _reset(raw)
+        with pytest.raises(StreamClosedError) as info:
+            await wfut
+        assert isinstance(info.value.real_error, (ConnectionResetError, BrokenPipeError))
+        assert not stream.writing()
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair"])
+def test_half_close_delivers_then_fails(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            ws.write(b"abc\nxyz")
+            ws.socket.shutdown(socket.SHUT_WR)
+            assert await rs.read_until(b"\n") == b"abc\n"
+            with pytest.raises(StreamClosedError):
+                await rs.read_until(b"\n")
+            assert rs.closed() and rs.error is None
+            # The unsatisfied read did not consume anything: what is left can still be had.
+            assert await rs.read_bytes(3) == b"xyz"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "unix", "pipe"])
+def test_read_until_close_after_peer_shutdown(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            fut = rs.read_until_close()
+            ws.write(b"first ")
+            await gen.sleep(0.01)
+            ws.write(b"second")
+            if kind == "pipe":
+                ws.close()
+            else:
+                ws.socket.shutdown(socket.SHUT_WR)
+            assert await fut == b"first second"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["socketpair", "pipe"])
+def test_read_until_with_close_after_second_packet(io_loop, kind):
+    # A smaller second packet arriving with the close must still satisfy the read (Tornado #2717).
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            rf = rs.read_until(b"done")
+            await gen.sleep(0.01)
+            await ws.write(b"x" * 2048)
+            ws.write(b"done")
+            ws.close()
+            assert await rf == b"x" * 2048 + b"done"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["socketpair", "pipe"])
+def test_read_until_unsatisfied_after_close(io_loop, kind):
+    # A close with no delimiter in sight is a StreamClosedError, not an UnsatisfiableReadError.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            rf = rs.read_until(b"done")
+            await ws.write(b"x" * 2048)
+            ws.write(b"foo")
+            ws.close()
+            with pytest.raises(StreamClosedError):
+                await rf
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_inline_read_error_raises_synchronously(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            os.close(rs.socket.fileno())  # behind the stream's back
+            with pytest.raises(OSError):
+                rs.read_bytes(1)
+            assert rs.closed()
+        finally:
+            try:
+                rs.close()
+            except OSError:
+                pass
+            ws.close()
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("method", ["read_until", "read_until_regex"])
+def test_unsatisfiable_max_bytes_closes_stream(io_loop, caplog, method):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        closed: Future = Future()
+        rs.set_close_callback(lambda: closed.set_result(True))
+        try:
+            read = getattr(rs, method)
+            fut = read(b"def", max_bytes=6)
+            ws.write(b"abcdef")
+            assert await fut == b"abcdef"  # exactly at the limit: fine
+            with caplog.at_level(logging.INFO, logger="tornado.general"):
+                fut = read(b"def", max_bytes=5)  # pending when the data arrives
+                ws.write(b"123456def")
+                with pytest.raises(StreamClosedError) as info:
+                    await fut
+                await closed
+            assert isinstance(info.value.real_error, UnsatisfiableReadError)
+            assert isinstance(rs.error, UnsatisfiableReadError)
+            assert any("Unsatisfiable read" in r.getMessage() for r in caplog.records)
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_read_over_max_buffer_size_closes_stream(io_loop, caplog):
+    async def main():
+        rs, ws = await make_pair("socketpair", max_buffer_size=4096)
+        try:
+            fut = rs.read_until(b"\n")
+            with caplog.at_level(logging.WARNING, logger="tornado.general"):
+                ws.write(b"z" * 10000)
+                with pytest.raises(StreamClosedError) as info:
+                    await fut
+            assert isinstance(info.value.real_error, StreamBufferFullError)
+            assert any("Reached maximum read buffer size" in r.getMessage() for r in caplog.records)
+            assert rs.closed()
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_read_until_close_fails_on_error_close(io_loop):
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            fut = rs.read_until_close()
+            ws.write(b"hello")
+            await gen.sleep(0.01)
+            rs.close(exc_info=OSError("boom"))
+            with pytest.raises(StreamClosedError) as info:
+                await fut  # truncated data is not passed off as complete
+            assert str(info.value.real_error) == "boom"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_close_with_exc_info_forms(io_loop):
+    async def main():
+        for form in ("exception", "tuple", "true"):
+            rs, ws = await make_pair("socketpair")
+            error = ValueError(form)
+            if form == "exception":
+                rs.close(exc_info=error)
+            elif form == "tuple":
+                rs.close(exc_info=(ValueError, error, None))
+            else:
+                try:
+                    raise error
+                except ValueError:
+                    rs.close(exc_info=True)
+            assert rs.error is error
+            ws.close()
+
+    run(io_loop, main)
+
+
+def test_big_write_costs_no_copy(io_loop):
+    # 100 MB queued for a reader that does not read: the stream references the payload, it does not
+    # copy it, so its memory cost is a small constant.
+    import tracemalloc
+
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            payload = b"p" * (100 << 20)
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                wfut = ws.write(payload)
+                after = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            assert not wfut.done()
+            assert after - before < 64 * 1024
+            (is_view, chunk), = ws._write_buffer._buffers
+            assert is_view and chunk.obj is payload
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+# --------------------------------------------------------------------------------------------------
+# Any split of a byte stream gives the same results (hypothesis)
+# --------------------------------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("until"), st.sampled_from([b"\n", b"\r\n", b"ab"])),
+        st.tuples(st.just("regex"), st.sampled_from([rb"\r?\n", rb"b+a", rb"[0-9]{2}"])),
+        st.tuples(st.just("bytes"), st.integers(0, 40)),
+        st.tuples(st.just("partial"), st.integers(1, 40)),
+        st.tuples(st.just("into"), st.integers(0, 40)),
+        st.tuples(st.just("into_partial"), st.integers(1, 40)),
+    ),
+    max_size=12,
+)
+_PAYLOAD = st.lists(st.sampled_from([b"a", b"b", b"\r", b"\n", b"1", b"2", b"xyz", b"ab\r\n"]), max_size=60).map(
+    b"".join
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload=_PAYLOAD,
+    cuts=st.lists(st.integers(1, 17), min_size=1, max_size=20),
+    pauses=st.lists(st.sampled_from(["none", "moment", "sleep"]), min_size=1, max_size=20),
+    ops=_OPS,
+    kind=st.sampled_from(["socketpair", "pipe", "tcp4"]),
+)
+def test_any_split_gives_same_results(payload, cuts, pauses, ops, kind):
+    loop = IOLoop(make_current=True)
+    try:
+        loop.run_sync(lambda: _split_scenario(payload, cuts, pauses, ops, kind), timeout=TIMEOUT)
+    finally:
+        loop.close(all_fds=True)
+        IOLoop.clear_current()
+
+
+async def _split_scenario(payload, cuts, pauses, ops, kind):
+    rs, ws = await make_pair(kind)
+
+    async def writer():
+        pos = i = 0
+        while pos < len(payload):
+            n = cuts[i % len(cuts)]
+            await ws.write(payload[pos : pos + n])
+            pos += n
+            pause = pauses[i % len(pauses)]
+            if pause == "moment":
+                await gen.moment
+            elif pause == "sleep":
+                await gen.sleep(0.001)
+            i += 1
+        ws.close()
+
+    writing = gen.convert_yielded(writer())
+    rest = payload
+    try:
+        for op, arg in ops:
+            if op == "until":
+                loc = rest.find(arg)
+                if loc < 0:
+                    with pytest.raises(StreamClosedError):
+                        await rs.read_until(arg)
+                    break
+                assert await rs.read_until(arg) == rest[: loc + len(arg)]
+                rest = rest[loc + len(arg) :]
+            elif op == "regex":
+                m = re.search(arg, rest)
+                if m is None:
+                    with pytest.raises(StreamClosedError):
+                        await rs.read_until_regex(arg)
+                    break
+                got = await rs.read_until_regex(arg)
+                # A regex may match differently on a prefix (b+ stops early): it ends at some match.
+                assert rest.startswith(got) and re.search(arg, got)
+                rest = rest[len(got) :]
+            elif op in ("bytes", "into"):
+                if arg > len(rest):
+                    with pytest.raises(StreamClosedError):
+                        if op == "bytes":
+                            await rs.read_bytes(arg)
+                        else:
+                            await rs.read_into(bytearray(arg))
+                    break
+                if op == "bytes":
+                    assert await rs.read_bytes(arg) == rest[:arg]
+                else:
+                    buf = bytearray(arg)
+                    assert await rs.read_into(buf) == arg
+                    assert buf == rest[:arg]
+                rest = rest[arg:]
+            else:
+                if not rest:
+                    with pytest.raises(StreamClosedError):
+                        await rs.read_bytes(arg, partial=True)
+                    break
+                if op == "partial":
+                    got = await rs.read_bytes(arg, partial=True)
+                else:
+                    buf = bytearray(arg)
+                    n = await rs.read_into(buf, partial=True)
+                    got = bytes(buf[:n])
+                assert 0 < len(got) <= arg and rest.startswith(got)
+                rest = rest[len(got) :]
+        else:
+            assert await rs.read_until_close() == rest
+        await writing
+    finally:
+        close_all(rs, ws)

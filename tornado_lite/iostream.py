@@ -802,14 +802,12 @@ class BaseIOStream:
             unserved = False
             if events & _READ:
                 self._maybe_readable = True
-                if self._read_kind == _NO_READ and self._read_buffer and not self.reading():
-                    # Data nobody has asked for yet while some is still unread: leave it in the
-                    # kernel (flow control) and stop watching READ until a read wants more.
-                    unserved = True
-                else:
-                    self._handle_read()
-                    if self._closed:
-                        return
+                # With no read pending, one chunk is taken (that is how a close or reset is
+                # noticed); then READ is dropped until a read wants more (flow control).
+                unserved = not self.reading()
+                self._handle_read()
+                if self._closed:
+                    return
             if events & _WRITE:
                 self._handle_write()
                 if self._closed:
@@ -1215,7 +1213,10 @@ class IOStream(BaseIOStream):
         return self.socket
 
     def close_fd(self) -> None:
-        self.socket.close()
+        try:
+            self.socket.close()
+        except OSError:
+            pass  # the descriptor was already gone (closed behind our back): closed either way
         self.socket = None  # type: ignore[assignment]
 
     def get_fd_error(self) -> Optional[Exception]:
@@ -1388,7 +1389,10 @@ class PipeIOStream(BaseIOStream):
     def close_fd(self) -> None:
         if not self._fd_closed:
             self._fd_closed = True
-            os.close(self.fd)
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass  # already gone: closed either way
 
     def write_to_fd(self, data: memoryview) -> int:
         try:
