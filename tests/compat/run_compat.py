@@ -259,6 +259,34 @@ class ModuleRun(typing.NamedTuple):
     incidents: list[str] = []
 
 
+def _read_tail(path: str, size: int = 3000) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-size:]
+    except OSError:
+        return ""
+
+
+def lock_work_dir(work: str) -> typing.IO[str]:
+    """One run at a time per work directory: a second one would wipe the first one's copies."""
+    import fcntl
+
+    os.makedirs(work, exist_ok=True)
+    lock = open(os.path.join(work, ".lock"), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        print(f"compat: waiting for another run using {work} ({lock.read().strip() or 'pid unknown'}); "
+              "use --work DIR to run beside it", flush=True)  # fmt: skip
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def _read_events(path: str) -> list[dict[str, typing.Any]]:
     events = []
     if os.path.exists(path):
@@ -365,11 +393,9 @@ def run_module(
     if returncode is None and os.path.exists(dump):
         with open(dump, encoding="utf-8", errors="replace") as f:
             hang = f.read()[:20000]
-    with open(errors, encoding="utf-8", errors="replace") as f:
-        tail = f.read()[-3000:]
+    tail = _read_tail(errors)
     if returncode not in (0, 1):  # 1 is "some tests failed"; anything else is pytest itself in trouble
-        with open(output, encoding="utf-8", errors="replace") as f:
-            tail = (tail + "\n" + f.read()[-3000:]).strip()
+        tail = (tail + "\n" + _read_tail(output)).strip()
     return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
 
 
@@ -775,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
         "adaptations": [why for _p, _r, why in LITE_ADAPTATIONS] if args.impl == "lite" else [],
         "tests": [],
     }
+    lock = lock_work_dir(args.work)
     started = time.monotonic()
     exit_code = 0
     if not args.no_tests:
@@ -845,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\ncompat: done in {report['seconds']}s; report in "
         + ", ".join(os.path.join(os.path.relpath(d, REPO), "compat-report.{json,md}") for d in out_dirs)
     )
+    lock.close()
     return exit_code
 
 
