@@ -359,6 +359,7 @@ class BaseIOStream:
         "_closed",
         "_maybe_readable",
         "_bytes_read",
+        "_bytes_written",
         "_tracker",
         "__dict__",
         "__weakref__",
@@ -418,9 +419,10 @@ class BaseIOStream:
         # been reported since: a new read then waits for the loop instead of trying a read that
         # would only fail with EWOULDBLOCK.
         self._maybe_readable = True
-        # Bytes received so far (bytes sent are _total_write_done_index): a server's statistics and
-        # idle checks read these two counters instead of timing every operation.
+        # Bytes received and handed to the kernel so far (an integer add per syscall): a server's
+        # statistics and idle checks read these two counters instead of timing every operation.
         self._bytes_read = 0
+        self._bytes_written = 0
         # Set by a TCPServer that counts this connection: told (``stream_closed(stream)``) when the
         # stream closes, and (``stream_replaced(old, new)``) when start_tls hands it to a new stream.
         self._tracker: Any = None
@@ -613,6 +615,7 @@ class BaseIOStream:
             future.set_exception(StreamClosedError(real_error=self.error))
             future.exception()  # looked at: the caller learns of it from the stream, if at all
             return future
+        self._bytes_written += sent
         if sent >= size:
             # All in the kernel: done before returning.  (Both write indices would move by
             # ``size``; only their difference matters, so neither is touched.)
@@ -1145,6 +1148,7 @@ class BaseIOStream:
                     break
                 buffer.advance(sent)  # type: ignore[union-attr]
                 self._total_write_done_index += sent
+                self._bytes_written += sent
             except BlockingIOError:
                 break
             except OSError as e:
