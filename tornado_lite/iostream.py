@@ -77,6 +77,8 @@ class StreamClosedError(IOError):
     def __init__(self, real_error: Optional[BaseException] = None) -> None:
         super().__init__("Stream is closed")
         self.real_error = real_error
+        # Chained as the cause, so a traceback shows why the stream closed (e.g. "Connection refused").
+        self.__cause__ = real_error
 
 
 class UnsatisfiableReadError(Exception):
@@ -939,6 +941,8 @@ class BaseIOStream:
                 buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
                 buffer._pos = 0
                 size = len(chunk)
+                if size >= chunk_size:
+                    self._maybe_readable = True  # a full chunk: there may well be more
             else:
                 buffer.append(chunk)
                 size = len(buffer)
@@ -980,12 +984,17 @@ class BaseIOStream:
             if self._read_kind == _READ_INTO:
                 filled = self._user_filled
                 with memoryview(self._user_buffer) as whole, whole[filled:] as view:
+                    wanted = len(view)
                     count = self.read_from_fd(view)
                 if count is None:
                     return 0
                 if count == 0:
                     self.close()
                     return 0
+                if count >= wanted:
+                    # Filled: there may be more behind it (in the kernel, or inside a TLS object),
+                    # whatever an earlier short read suggested.
+                    self._maybe_readable = True
                 self._user_filled = size = filled + count
             else:
                 chunk = self._read_chunk(self.read_chunk_size)
