@@ -936,13 +936,14 @@ class BaseIOStream:
             if not chunk:
                 self.close()  # end of file: the close finishes whatever read it can
                 return None
-            self._bytes_read += len(chunk)
+            count = len(chunk)
+            self._bytes_read += count
+            if count >= chunk_size:
+                self._maybe_readable = True  # a full chunk: there may well be more behind it
             if buffer._pos == len(buffer._data):
                 buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
                 buffer._pos = 0
-                size = len(chunk)
-                if size >= chunk_size:
-                    self._maybe_readable = True  # a full chunk: there may well be more
+                size = count
             else:
                 buffer.append(chunk)
                 size = len(buffer)
