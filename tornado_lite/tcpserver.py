@@ -47,6 +47,11 @@ __all__ = [
 ]
 
 
+# Loop passes a drain waits, after cutting, for the cut handlers to see their streams closed (a
+# failed read resumes its coroutine on the next pass, whose end is reported on the one after).
+_UNWIND_PASSES = 10
+
+
 class IdleTimeoutError(TimeoutError):
     """Why a stream was closed: no byte went either way for ``idle_timeout`` seconds.
 
@@ -370,6 +375,12 @@ class TCPServer:
                 stream = record()
                 if stream is not None and not stream.closed():
                     stream.close(exc_info=DrainTimeoutError("server drained: deadline of %gs passed" % timeout))
+            # Handlers blocked on a stream learn of the close a few loop passes later: let them
+            # unwind (their except/finally blocks) before the caller, say, stops the loop.
+            for _ in range(_UNWIND_PASSES):
+                if not self._live_conns:
+                    break
+                await gen.moment
         finished = max(start - cut, 0)
         counts.drain_finished += finished
         counts.drain_cut += cut
@@ -417,7 +428,7 @@ class TCPServer:
             stream = record()
             if stream is not None:
                 bytes_in += stream._bytes_read
-                bytes_out += stream._total_write_done_index
+                bytes_out += stream._bytes_written
         return ServerStats(
             open_connections=counts.accepted - counts.closed,
             accepted=counts.accepted,
@@ -458,7 +469,7 @@ class TCPServer:
         self._live_streams.discard(record)
         counts = self._counts
         counts.bytes_in += stream._bytes_read
-        counts.bytes_out += stream._total_write_done_index
+        counts.bytes_out += stream._bytes_written
         self._stream_ended(record.conn)
         if self._accept_paused:
             self._maybe_resume_accepting()
@@ -479,7 +490,7 @@ class TCPServer:
         self._live_streams.discard(record)
         counts = self._counts
         counts.bytes_in += old._bytes_read
-        counts.bytes_out += old._total_write_done_index
+        counts.bytes_out += old._bytes_written
         successor = _StreamRecord(new, record.conn)
         successor.active_at = time.monotonic() if record.active_at else 0.0
         new._tracker = successor
@@ -534,7 +545,7 @@ class TCPServer:
             stream = record()
             if stream is None or stream._closed:
                 continue
-            moved = stream._bytes_read + stream._total_write_done_index
+            moved = stream._bytes_read + stream._bytes_written
             if moved != record.seen:
                 record.seen = moved
                 record.active_at = now
