@@ -805,4 +805,3 @@ def test_drain_logs_nothing_for_a_clean_drain(io_loop, caplog) -> None:
     finally:
         server.stop()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-
