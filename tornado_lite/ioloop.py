@@ -242,7 +242,89 @@ class _SelectorsPoller:
         self._selector.close()
 
 
-_POLLERS = {"epoll": _EPollPoller, "kqueue": _KQueuePoller, "selectors": _SelectorsPoller}
+class _PollPoller:
+    """The portable fallback where the OS has poll(2) (every Unix): poll used directly.
+
+    Not through the selectors module, whose PollSelector reports POLLNVAL (a descriptor closed while
+    still registered) as plain readiness: every poll would then return at once for it (a busy loop),
+    and once its number was reused, the new file's readiness would go to the old handler.  Here such
+    a descriptor leaves the set by itself, as a closed fd does with epoll and kqueue.  Otherwise it
+    behaves as ``_SelectorsPoller``: an fd with no interest is left out, errors and hang-ups are
+    reported as readable/writable (whichever it watches).
+    """
+
+    __slots__ = ("_poll", "_interest")
+
+    name = "selectors"
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._interest: Dict[int, int] = {}
+
+    def fileno(self) -> int:
+        return -1
+
+    @staticmethod
+    def _mask(events: int) -> int:
+        mask = 0
+        if events & _READ:
+            mask |= select.POLLIN
+        if events & _WRITE:
+            mask |= select.POLLOUT
+        return mask
+
+    def register(self, fd: int, events: int) -> None:
+        if fd in self._interest:
+            raise FileExistsError(f"fd {fd} already registered")
+        self._interest[fd] = events
+        mask = self._mask(events)
+        if mask:
+            self._poll.register(fd, mask)
+
+    def modify(self, fd: int, events: int) -> None:
+        old = self._mask(self._interest[fd])
+        self._interest[fd] = events
+        mask = self._mask(events)
+        if mask:
+            self._poll.register(fd, mask)  # registering again replaces the mask
+        elif old:
+            self._forget(fd)
+
+    def unregister(self, fd: int) -> None:
+        if self._interest.pop(fd, None) is not None:
+            self._forget(fd)
+
+    def _forget(self, fd: int) -> None:
+        try:
+            self._poll.unregister(fd)
+        except KeyError:
+            pass  # dropped already: it was reported closed
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        result = []
+        interest = self._interest
+        for fd, event in self._poll.poll(math.ceil(timeout * 1000)):
+            if event & select.POLLNVAL:
+                self._forget(fd)  # closed behind the loop's back: nothing more will come from it
+                continue
+            bits = 0
+            if event & ~select.POLLOUT:
+                bits |= _READ
+            if event & ~select.POLLIN:
+                bits |= _WRITE
+            bits &= interest.get(fd, 0)
+            if bits:
+                result.append((fd, bits))
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+# TORNADO_LITE_POLLER=selectors: poll(2) itself where there is one, the selectors module elsewhere.
+_FALLBACK_POLLER: Any = _PollPoller if hasattr(select, "poll") else _SelectorsPoller
+
+_POLLERS = {"epoll": _EPollPoller, "kqueue": _KQueuePoller, "selectors": _FALLBACK_POLLER}
 
 
 def _make_poller() -> Any:
@@ -257,7 +339,7 @@ def _make_poller() -> Any:
         return _EPollPoller()
     if hasattr(select, "kqueue"):
         return _KQueuePoller()
-    return _SelectorsPoller()
+    return _FALLBACK_POLLER()
 
 
 class _Waker:
@@ -954,6 +1036,10 @@ class IOLoop(Configurable):
 
     def remove_handler(self, fd: Any) -> None:
         fd_num, _ = self.split_fd(fd)
+        if fd_num < 0:
+            # A socket closed before it was removed no longer knows its number: find its entry by
+            # identity, or the loop would keep it (and whatever its handler holds) forever.
+            fd_num = next((num for num, (obj, _) in self._handlers.items() if obj is fd), -1)
         if self._handlers.pop(fd_num, None) is None:
             return
         self._poller.unregister(fd_num)
