@@ -9,6 +9,7 @@ every wait is bounded.
 import errno
 import logging
 import os
+import socket
 
 import pytest
 from conftest import FAMILIES, fd_count, reset_close, tcp_pair, wait_until
@@ -406,3 +407,473 @@ def test_flood_without_delimiter_bounded(io_loop, kind, host):
             run(io_loop, main)
     assert stream.closed()
     client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Slow reader: the writer's buffer stays within max_write_buffer_size.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+@pytest.mark.parametrize("ending", ["local-close", "peer-reset", "reader-drains"])
+def test_slow_reader_bounds_write_buffer(io_loop, host, ending):
+    limit = 256 * 1024
+    piece = b"w" * (32 * 1024)
+    server, client = tcp_pair(host, rcvbuf=8192, sndbuf=8192)
+    stream = IOStream(server, max_write_buffer_size=limit)
+    seen = Counter()
+    stream.set_close_callback(seen.on_close)
+
+    async def main():
+        futures = []
+        for i in range(10000):
+            try:
+                futures.append(seen.watch(i, stream.write(piece)))
+            except StreamBufferFullError:
+                break  # raised by write() itself, not left for a future to report
+            assert len(stream._write_buffer or b"") <= limit
+        else:
+            raise AssertionError("the write buffer never filled up")
+        queued = len(stream._write_buffer)
+        assert limit - len(piece) < queued <= limit
+        assert not stream.closed(), "a full write buffer is the caller's problem, not a reason to close"
+        pending = [f for f in futures if not f.done()]
+        assert pending
+        sent_total = len(piece) * len(futures)
+        if ending == "local-close":
+            stream.close()
+        elif ending == "peer-reset":
+            reset_close(client)
+        else:
+
+            def drain():
+                got = 0
+                while got < sent_total:
+                    data = client.recv(1 << 20)
+                    assert data, "EOF before all the data"
+                    got += len(data)
+                return got
+
+            assert await io_loop.run_in_executor(None, drain) == sent_total
+        await wait_until(lambda: all(f.done() for f in futures), what="every write future resolved")
+        await settle()
+        if ending == "reader-drains":
+            assert all(f.exception() is None for f in futures)
+            assert not stream.closed()
+            await stream.write(b"more")  # room again
+            stream.close()
+        else:
+            for future in pending:
+                closed_error(future)
+
+    run(io_loop, main)
+    assert all(count == 1 for count in seen.done.values()), seen.done
+    assert seen.closes == 1
+    client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Flooding peer: reads stop at their target, TCP backpressure holds, the buffer stays bounded.
+# ---------------------------------------------------------------------------------------------
+
+PATTERN = bytes(range(256)) * 1024  # the flood is the byte sequence i % 256, so loss or reordering shows
+
+
+def expected_flood(start, size):
+    offset = start % 256
+    return (PATTERN[offset:] + PATTERN)[:size] if size <= len(PATTERN) - 256 else None
+
+
+class Flooder:
+    """Sends the i % 256 sequence on a non-blocking socket whenever the loop says it is writable."""
+
+    def __init__(self, loop, sock):
+        self.loop = loop
+        self.sock = sock
+        self.sent = 0
+        sock.setblocking(False)
+        loop.add_handler(sock, self.on_writable, loop.WRITE)
+
+    def on_writable(self, fd, events):
+        try:
+            while self.sent < 256 * 1024 * 1024:
+                offset = self.sent % 256
+                self.sent += self.sock.send(PATTERN[offset : offset + 65536])
+        except BlockingIOError:
+            pass
+
+    def stop(self):
+        self.loop.remove_handler(self.sock)
+
+    async def wait_stalled(self, rounds=5):
+        """Waits until the kernel has stopped taking data (no progress over several short waits)."""
+        still = 0
+        last = -1
+        for _ in range(2000):
+            if self.sent == last:
+                still += 1
+                if still >= rounds:
+                    return
+            else:
+                still = 0
+                last = self.sent
+            await gen.sleep(0.01)
+        raise AssertionError("the flood never stalled: no backpressure")
+
+
+async def passes_during(loop, seconds):
+    """The loop passes made while waiting ``seconds`` with nothing to do."""
+    before = loop.stats().passes
+    await gen.sleep(seconds)
+    return loop.stats().passes - before
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+@pytest.mark.parametrize("mode", ["after-read-bytes", "after-read-until", "idle-with-close-callback"])
+def test_flooding_peer_is_held_back(io_loop, host, mode):
+    chunk = 16 * 1024
+    target = 100_000
+    server, client = tcp_pair(host)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    kernel_room = server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) + client.getsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF
+    )
+    stream = IOStream(server, read_chunk_size=chunk)
+    stream.set_close_callback(lambda: None)
+
+    async def main():
+        flood = Flooder(io_loop, client)
+        taken = 0
+        if mode == "after-read-bytes":
+            data = await stream.read_bytes(target)
+            assert data == expected_flood(0, target)
+            taken = target
+        elif mode == "after-read-until":
+            # Byte 255 of the pattern works as a delimiter: one line is 256 bytes.
+            data = await stream.read_until(b"\xff")
+            assert data == PATTERN[:256]
+            taken = 256
+        await flood.wait_stalled()
+        # Nobody reads now: the stream holds what the read left over (less than a chunk) plus at
+        # most the one chunk an unasked-for READ takes (how a close is noticed) ...
+        assert len(stream._read_buffer) <= 2 * chunk
+        # ... the rest waits in the kernel, which stopped the sender ...
+        assert flood.sent <= taken + 2 * chunk + kernel_room, (flood.sent, kernel_room)
+        with pytest.raises(BlockingIOError):
+            client.send(b"\0")
+        # ... and nothing spins meanwhile (a level-triggered READ nobody serves would).
+        assert await passes_during(io_loop, 0.3) < 30
+        # Reading again releases the backpressure, and not a byte was lost or reordered.
+        flood.stop()
+        rest = flood.sent - taken
+        got = await stream.read_bytes(rest)
+        assert len(got) == rest
+        offset = taken % 256
+        assert got == (PATTERN[offset:] * (rest // len(PATTERN) + 2))[:rest]
+        assert not stream._read_buffer
+        stream.close()
+
+    run(io_loop, main)
+    client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Close races: every future resolves once; the loop forgets the fd before it is closed.
+# ---------------------------------------------------------------------------------------------
+
+
+class CheckedStream(IOStream):
+    """Records, when its socket is about to be closed, whether the loop still watches its fd."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fd_closes = []
+
+    def close_fd(self):
+        fd = self.socket.fileno()
+        try:
+            # The loop refuses a second handler for an fd it still watches.
+            self.io_loop.add_handler(fd, lambda fd, events: None, self.io_loop.READ)
+        except ValueError:
+            self.fd_closes.append("still watched")
+        else:
+            self.io_loop.remove_handler(fd)
+            self.fd_closes.append("forgotten")
+        super().close_fd()
+
+
+class CallbackErrors(logging.Handler):
+    """Collects records logged with a traceback (an exception that escaped a callback)."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        if record.exc_info or record.levelno >= logging.WARNING:
+            self.records.append(record)
+
+    def __enter__(self):
+        for name in ("tornado.application", "tornado.general"):
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        for name in ("tornado.application", "tornado.general"):
+            logging.getLogger(name).removeHandler(self)
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+def test_close_from_read_callback_with_write_pending(io_loop, host):
+    server, client = tcp_pair(host, rcvbuf=8192, sndbuf=8192)
+    stream = CheckedStream(server)
+    seen = Counter()
+    stream.set_close_callback(seen.on_close)
+
+    async def main():
+        writes = [seen.watch(f"write{i}", f) for i, f in enumerate(stall_writes(stream))]
+        read = seen.watch("read", stream.read_until(b"\n"))
+        read.add_done_callback(lambda f: stream.close())
+        client.sendall(b"bye\n")
+        await wait_until(lambda: seen.closes, what="close callback")
+        await settle()
+        assert read.result() == b"bye\n"
+        assert any(f.exception() is not None for f in writes)
+        for future in writes:
+            if future.exception() is not None:
+                assert closed_error(future).real_error is None
+
+    with CallbackErrors() as errors:
+        run(io_loop, main)
+    assert not errors.records
+    assert all(count == 1 for count in seen.done.values()), seen.done
+    assert seen.closes == 1
+    assert stream.fd_closes == ["forgotten"]
+    client.close()
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+def test_close_from_another_coroutine_while_write_pending(io_loop, host):
+    server, client = tcp_pair(host, rcvbuf=8192, sndbuf=8192)
+    stream = CheckedStream(server)
+    seen = Counter()
+    stream.set_close_callback(seen.on_close)
+    outcomes = []
+
+    async def writer():
+        try:
+            await seen.watch("big", stream.write(b"z" * (4 * 1024 * 1024)))
+        except StreamClosedError as e:
+            outcomes.append(("closed", e.real_error))
+        else:
+            outcomes.append(("written", None))
+
+    async def closer():
+        await wait_until(stream.writing, what="write pending")
+        await settle()
+        stream.close()
+
+    async def main():
+        await gen.multi([writer(), closer()])
+        await settle()
+
+    with CallbackErrors() as errors:
+        run(io_loop, main)
+    assert not errors.records
+    assert outcomes == [("closed", None)]
+    assert seen.done == {"big": 1}
+    assert seen.closes == 1
+    assert stream.fd_closes == ["forgotten"]
+    client.close()
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+@pytest.mark.parametrize("how", ["from-close-callback", "twice", "twice-with-errors"])
+def test_close_reentrant_and_repeated(io_loop, host, how):
+    server, client = tcp_pair(host)
+    stream = CheckedStream(server)
+    seen = Counter()
+
+    def close_again():
+        seen.on_close()
+        stream.close()
+        stream.close(exc_info=ValueError("late"))
+
+    stream.set_close_callback(close_again if how == "from-close-callback" else seen.on_close)
+
+    async def main():
+        read = seen.watch("read", stream.read_bytes(10))
+        await settle()
+        if how == "twice-with-errors":
+            first = OSError(errno.EIO, "first")
+            stream.close(exc_info=first)
+            stream.close(exc_info=ValueError("second"))
+            assert stream.error is first
+        else:
+            stream.close()
+            if how == "twice":
+                stream.close()
+        await wait_until(lambda: seen.closes, what="close callback")
+        await settle(10)
+        error = closed_error(read)
+        assert error.real_error is stream.error
+        with pytest.raises(StreamClosedError):
+            stream.write(b"x")
+
+    with CallbackErrors() as errors:
+        run(io_loop, main)
+    assert not errors.records
+    assert seen.done == {"read": 1}
+    assert seen.closes == 1
+    assert stream.fd_closes == ["forgotten"]
+    client.close()
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+def test_close_by_another_handler_in_the_same_pass(io_loop, host):
+    """Another fd's handler closes the stream while the stream's own event waits in the same batch."""
+    server, client = tcp_pair(host)
+    other_server, other_client = tcp_pair(host)
+    stream = CheckedStream(server)
+    seen = Counter()
+    stream.set_close_callback(seen.on_close)
+    other_server.setblocking(False)
+
+    def close_stream(fd, events):
+        other_server.recv(100)
+        io_loop.remove_handler(other_server)
+        stream.close()
+
+    async def main():
+        read = seen.watch("read", stream.read_until(b"\n"))
+        await settle()
+        io_loop.add_handler(other_server, close_stream, io_loop.READ)
+        # Both become readable before the loop polls again: one poll reports both.
+        client.sendall(b"data\n")
+        other_client.sendall(b"x")
+        await wait_until(lambda: seen.closes, what="close callback")
+        await settle()
+        # Whichever handler ran first, the read resolved exactly once (data or close).
+        assert read.done()
+
+    with CallbackErrors() as errors:
+        run(io_loop, main)
+    assert not errors.records, [r.getMessage() for r in errors.records]
+    assert seen.done == {"read": 1}
+    assert seen.closes == 1
+    assert stream.fd_closes == ["forgotten"]
+    for sock in (client, other_server, other_client):
+        sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. An fd closed behind the loop's back, its number reused by a new socket.
+# ---------------------------------------------------------------------------------------------
+
+
+def move_to(sock, number):
+    """``sock`` moved onto descriptor ``number`` (which must be free): the reuse of a closed fd's number."""
+    if sock.fileno() == number:
+        return sock
+    os.dup2(sock.fileno(), number)
+    moved = socket.socket(sock.family, sock.type, sock.proto, fileno=number)
+    sock.close()
+    return moved
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+def test_raw_fd_closed_behind_the_loops_back(io_loop, host):
+    baseline = fd_count()
+    old, old_peer = tcp_pair(host)
+    old.setblocking(False)
+    old_events = []
+    new_events = []
+
+    def on_old(fd, events):
+        old_events.append(events)
+        if old.fileno() >= 0:
+            old.recv(100)
+
+    async def main():
+        io_loop.add_handler(old, on_old, io_loop.READ)
+        old_peer.sendall(b"1")
+        await wait_until(lambda: old_events, what="first event")
+        number = old.fileno()
+        new, new_peer = tcp_pair(host)
+        old.close()  # behind the loop's back: no remove_handler
+        old_peer.sendall(b"2")
+        called = len(old_events)
+        # Nothing to report for a closed fd, and certainly no spinning on it.
+        assert await passes_during(io_loop, 0.3) < 30
+        assert len(old_events) == called
+        new = move_to(new, number)
+        new.setblocking(False)
+
+        def on_new(fd, events):
+            new_events.append(new.recv(100))
+
+        # The number's stale entry is replaced, not refused.
+        io_loop.add_handler(new, on_new, io_loop.READ)
+        new_peer.sendall(b"for the new socket")
+        await wait_until(lambda: new_events, what="event for the new socket")
+        assert new_events == [b"for the new socket"]
+        assert len(old_events) == called
+        io_loop.remove_handler(new)
+        for sock in (new, new_peer, old_peer):
+            sock.close()
+
+    run(io_loop, main)
+    assert fd_count() == baseline
+
+
+@pytest.mark.parametrize("host", FAMILIES)
+@pytest.mark.parametrize("register_new", [True, False], ids=["new-stream", "new-raw-socket"])
+def test_stream_socket_closed_behind_its_back(io_loop, host, register_new):
+    baseline = fd_count()
+    handlers_before = io_loop.stats().handlers
+    old_sock, old_peer = tcp_pair(host)
+    old = IOStream(old_sock)
+    old.set_close_callback(lambda: None)
+
+    async def main():
+        old_peer.sendall(b"first\n")
+        assert await old.read_until(b"\n") == b"first\n"
+        pending = old.read_until(b"\n")
+        number = old_sock.fileno()
+        new_sock, new_peer = tcp_pair(host)
+        old_sock.close()  # behind the stream's (and the loop's) back
+        assert await passes_during(io_loop, 0.3) < 30
+        new_sock = move_to(new_sock, number)
+        old_peer.sendall(b"lost\n")
+        new_peer.sendall(b"for the new socket\n")
+        if register_new:
+            new = IOStream(new_sock)
+            assert await new.read_until(b"\n") == b"for the new socket\n"
+            await new.write(b"reply\n")
+            assert new_peer.recv(100) == b"reply\n"
+        else:
+            await gen.sleep(0.05)
+            new_sock.setblocking(False)
+            # The old stream took nothing from the socket that now has its number.
+            assert new_sock.recv(100) == b"for the new socket\n"
+        assert await passes_during(io_loop, 0.3) < 30
+        # The old stream never read the new socket's data: its read, if over, failed.
+        if pending.done():
+            closed_error(pending)
+        old.close()
+        if register_new:
+            # Closing the old stream must not unhook the new one that took its number.
+            new_peer.sendall(b"still there\n")
+            assert await new.read_until(b"\n") == b"still there\n"
+            new.close()
+        else:
+            new_sock.close()
+        for sock in (new_peer, old_peer):
+            sock.close()
+        # The loop let go of the old stream too, though its socket no longer knew its number.
+        assert io_loop.stats().handlers == handlers_before
+
+    with ExpectLog("tornado.general", ".*", required=False):
+        run(io_loop, main)
+    assert fd_count() == baseline
