@@ -681,6 +681,10 @@ class BaseIOStream:
                     current = sys.exc_info()
                     if current[1] is not None:
                         self.error = current[1]
+                if self.error is not None and self.error.__traceback__ is not None:
+                    # The traceback's frames hold this stream (``self`` in their locals): kept, every
+                    # stream closed by an error would sit in a reference cycle until the cyclic GC.
+                    self.error.__traceback__ = None
             kind = self._read_kind
             if kind == _READ_UNTIL_CLOSE:
                 if self.error is None or self._is_connreset(self.error):

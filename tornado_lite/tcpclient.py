@@ -116,7 +116,9 @@ class _Connector:
             stream, attempt = self.connect(af, addr)
         except Exception as e:
             attempt = Future()
-            attempt.set_exception(e)
+            # Without its traceback: that holds this frame, whose ``self`` would hold the error
+            # (as ``last_error``), a reference cycle per failed race.
+            attempt.set_exception(e.with_traceback(None))
         else:
             self.streams.add(stream)
             self.pending_addrs.add(addr)
@@ -131,20 +133,22 @@ class _Connector:
     ) -> None:
         self.remaining -= 1
         self.pending_addrs.discard(addr)
-        try:
-            stream = attempt.result()
-        except Exception as e:  # CancelledError included: it derives from Exception here
+        # The failure is looked at, not raised: raised here, its traceback would hold this frame and
+        # so this connector, which keeps it as last_error (a reference cycle per failed attempt).
+        failure = CancelledError() if attempt.cancelled() else attempt.exception()
+        if failure is not None:
             if self.future.done():
                 return
             # A cancelled attempt is a failed one, but its CancelledError is not the race's error:
             # nobody cancelled the caller.
-            if not isinstance(e, CancelledError):
-                self.last_error = e
+            if not isinstance(failure, CancelledError):
+                self.last_error = failure
             self.try_connect(addrs)
             if self.timeout is not None:
                 # Something failed: no reason to wait before giving the other family its turn.
                 self.on_timeout()
             return
+        stream = attempt.result()
         self.clear_timeouts()
         if self.future.done():
             stream.close()  # a late winner: the race is already decided
@@ -251,19 +255,22 @@ class TCPClient:
         whose ``real_error`` is the ``OSError``).
         """
         deadline = _deadline(timeout) if timeout is not None else None
-        resolving = self.resolver.resolve(host, port, af)
-        if deadline is not None:
-            addrinfo = await gen.with_timeout(deadline, resolving, message=f"Timeout while resolving {host}")
-        else:
-            addrinfo = await resolving
+        # The futures awaited below are never kept in locals: a failure raised into this frame keeps
+        # the frame in its traceback, and a local holding the failed future would close a cycle.
+        addrinfo = await self._resolve(host, port, af, deadline)
         attempt = functools.partial(
             self._create_stream, max_buffer_size, source_ip=source_ip, source_port=source_port
         )
-        connector = _Connector(addrinfo, attempt)
-        af, addr, stream = await connector.start(connect_timeout=deadline)
+        af, addr, stream = await _Connector(addrinfo, attempt).start(connect_timeout=deadline)
         if ssl_options is None:
             return stream
         return await self._start_tls(stream, host, addr, ssl_options, deadline)
+
+    def _resolve(self, host: str, port: int, af: socket.AddressFamily, deadline: Optional[float]) -> Any:
+        resolving = self.resolver.resolve(host, port, af)
+        if deadline is None:
+            return resolving
+        return gen.with_timeout(deadline, resolving, message=f"Timeout while resolving {host}")
 
     async def _start_tls(
         self,

@@ -105,7 +105,7 @@ def test_unresolvable_name_raises_the_resolver_error_and_opens_nothing(loop):
     resolver = OverrideResolver(resolver=LoopbackResolver(), mapping={"db.internal": "db.nothing.invalid"})
     client = TCPClient(resolver=resolver)
     for host, kwargs in (("nowhere.invalid", {}), ("db.internal", {}), ("nowhere.invalid", {"timeout": 10})):
-        err = failure_of(loop, lambda: client.connect(host, 80, **kwargs))
+        err = failure_of(loop, lambda h=host, kw=kwargs: client.connect(h, 80, **kw))
         assert isinstance(err, socket.gaierror), err
         assert err.errno == socket.EAI_NONAME
         assert ".invalid" in str(err)
