@@ -480,14 +480,14 @@ def test_handshake_timeout_closes_a_silent_tls_client(io_loop, tls_files) -> Non
 
 
 def test_handshake_timeout_spares_a_finished_handshake(io_loop, tls_files) -> None:
-    server = LineEcho(ssl_options=_tls_server_context(tls_files), handshake_timeout=0.1)
+    server = LineEcho(ssl_options=_tls_server_context(tls_files), handshake_timeout=0.5)
     address = _serve(server)
     client_context = ssl.create_default_context(cafile=tls_files["ca_certs"])
 
     async def scenario() -> bytes:
         client = SSLIOStream(socket.socket(), ssl_options=client_context)
         await client.connect(address, server_hostname="localhost")
-        await gen.sleep(0.5)  # quiet well past the handshake timeout: only the handshake is timed
+        await gen.sleep(1.0)  # quiet well past the handshake timeout: only the handshake is timed
         await client.write(b"still here\n")
         reply = await client.read_until(b"\n")
         client.close()
@@ -677,6 +677,68 @@ def test_drain_also_waits_for_a_handler_whose_stream_closed(io_loop) -> None:
     try:
         assert io_loop.run_sync(scenario, timeout=30) == DrainResult(1, 0)
         assert server.done is True
+    finally:
+        server.stop()
+
+
+def test_drain_waits_for_a_decorated_coroutine_that_closed_in_its_first_step(io_loop) -> None:
+    class Early(TCPServer):
+        @gen.coroutine
+        def handle_stream(self, stream, address):  # type: ignore[no-untyped-def]
+            stream.write(b"bye")
+            stream.close()  # runs synchronously inside the accept, before a future exists
+            yield self.release
+            self.done = True
+
+    server = Early()
+    server.release = Future()
+    address = _serve(server)
+
+    async def scenario() -> DrainResult:
+        client = await _connect(address)
+        assert await client.read_until_close() == b"bye"
+        client.close()
+        drain = gen.convert_yielded(server.drain(20))
+        await gen.moment
+        assert not drain.done()  # waiting for the handler, whose stream is long closed
+        server.release.set_result(None)
+        return await drain
+
+    try:
+        assert io_loop.run_sync(scenario, timeout=30) == DrainResult(1, 0)
+        assert server.done is True
+    finally:
+        server.stop()
+
+
+def test_failing_handlers_leave_nothing_tracked(io_loop, caplog) -> None:
+    class Failing(TCPServer):
+        def handle_stream(self, stream, address):  # type: ignore[no-untyped-def]
+            if address[1] % 2:
+                raise ValueError("plain failure")
+            return self.fail_later(stream)
+
+        async def fail_later(self, stream):  # type: ignore[no-untyped-def]
+            await stream.read_bytes(1)
+            raise ValueError("coroutine failure")
+
+    server = Failing()
+    address = _serve(server)
+
+    async def scenario() -> None:
+        for _ in range(6):
+            client = await _connect(address)
+            await client.write(b"x")
+            assert await client.read_until_close() == b""
+            client.close()
+        await _until(lambda: server.stats().closed == 6 and not server._live_conns)
+
+    caplog.set_level(logging.CRITICAL, logger="tornado.application")
+    try:
+        io_loop.run_sync(scenario, timeout=30)
+        stats = server.stats()
+        assert (stats.accepted, stats.closed, stats.open_connections) == (6, 6, 0)
+        assert server._live_streams == set()
     finally:
         server.stop()
 

@@ -192,9 +192,7 @@ def _wake(waiter: Future) -> None:
 
 def _finish_handler(stream: IOStream, conn: _Connection, future: Any) -> None:
     """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it."""
-    conn.handler_running = False
-    if not conn.stream_open:
-        conn.server._forget(conn)
+    conn.server._handler_done(conn)
     if future.cancelled() or future.exception() is not None:
         # Nobody will use the connection now; without this the client would wait until it is collected.
         stream.close()
@@ -502,6 +500,11 @@ class TCPServer:
         if not conn.handler_running:
             self._forget(conn)
 
+    def _handler_done(self, conn: _Connection) -> None:
+        conn.handler_running = False
+        if not conn.stream_open:
+            self._forget(conn)
+
     def _forget(self, conn: _Connection) -> None:
         live = self._live_conns
         live.discard(conn)
@@ -531,7 +534,8 @@ class TCPServer:
     def _schedule_sweep(self) -> None:
         timeouts = [t for t in (self.idle_timeout, self.handshake_timeout) if t is not None]
         loop = self._io_loop
-        assert loop is not None
+        if not timeouts or loop is None:
+            return  # both turned off since (they are plain attributes)
         self._sweep_timer = loop.call_later(min(timeouts) / 4, self._sweep)
 
     def _sweep(self) -> None:
@@ -581,6 +585,7 @@ class TCPServer:
                     return
                 raise
         stream: Optional[IOStream] = None
+        conn: Optional[_Connection] = None
         try:
             if context is not None:
                 stream = SSLIOStream(
@@ -591,13 +596,19 @@ class TCPServer:
                     connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
                 )
             conn = self._track(stream)
+            # Running until it is known not to be a coroutine: a coroutine's first step may close the
+            # stream, and that is not the end of the connection yet.
+            conn.handler_running = True
             result = self.handle_stream(stream, address)
-            if result is not None:
+            if result is None:
+                self._handler_done(conn)
+            else:
                 future = gen.convert_yielded(result)
-                conn.handler_running = True
                 cast(IOLoop, IOLoop.current()).add_future(future, functools.partial(_finish_handler, stream, conn))
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
+            if conn is not None:
+                self._handler_done(conn)
             # A handler that failed cannot be serving this connection: close it rather than leak it.
             if stream is not None:
                 stream.close()
