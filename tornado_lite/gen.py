@@ -104,7 +104,9 @@ _null_future.set_result(None)
 class _Task(Future):
     """Drives one coroutine (native or generator) on the loop; its own result is the coroutine's."""
 
-    __slots__ = ("_coro", "_context", "_waiting", "_must_cancel")
+    # __dict__ stays available (created only when used): code written for asyncio tasks sets its own
+    # attributes on them.
+    __slots__ = ("_coro", "_context", "_waiting", "_must_cancel", "__dict__")
 
     def __init__(self, coro: Any, context: Optional[contextvars.Context] = None) -> None:
         Future.__init__(self)
@@ -188,7 +190,8 @@ class _Task(Future):
                 return
             else:
                 try:
-                    future = convert_yielded(yielded)
+                    # In the task's own context: a coroutine started from here inherits its variables.
+                    future = run(convert_yielded, yielded)
                 except BadYieldError as exc:
                     future, error = None, exc
                     continue
