@@ -216,6 +216,52 @@ def client_hello(ctx, server_hostname="localhost"):
     return outgoing.read()
 
 
+class BioPeer:
+    """A TLS endpoint made of an in-memory SSLObject over a plain IOStream: every TLS byte it sends is
+    visible to the test, which can cut records into pieces and pause between them."""
+
+    def __init__(self, stream, ctx, server_hostname="localhost"):
+        self.stream = stream
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+
+    async def handshake(self):
+        while True:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                self.incoming.write(await self.stream.read_bytes(65536, partial=True))
+            else:
+                await self._flush()
+                return
+
+    async def _flush(self):
+        data = self.outgoing.read()
+        if data:
+            await self.stream.write(data)
+
+    def records(self, *messages):
+        """The ciphertext of one TLS record per message (nothing is sent)."""
+        out = []
+        for message in messages:
+            self.obj.write(message)
+            out.append(self.outgoing.read())
+        return out
+
+
+async def bio_pair(listener, pki):
+    """A server SSLIOStream from ``listener`` and a BioPeer client, handshake done."""
+    accepted = listener.accept()
+    raw = await connect_plain(listener.port)
+    server = await accepted
+    peer = BioPeer(raw, client_context(pki))
+    await peer.handshake()
+    await server.wait_for_handshake()
+    return server, peer
+
+
 def reset(stream):
     """Closes a plain stream's socket with an RST (SO_LINGER 0) instead of a FIN."""
     stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -609,7 +655,7 @@ def test_missing_client_certificate_fails_handshake(io_loop, pki, caplog):
     assert ssl_warnings(caplog)
 
 
-def test_server_stalled_mid_handshake_idles_and_fails_cleanly(io_loop, pki):
+def test_server_stalled_mid_handshake_idles_and_fails_cleanly(io_loop, pki, caplog):
     """The client sends its ClientHello, reads the server's reply, then stalls, then resets."""
 
     async def main():
@@ -636,6 +682,7 @@ def test_server_stalled_mid_handshake_idles_and_fails_cleanly(io_loop, pki):
             listener.close()
 
     run(io_loop, main)
+    assert ssl_warnings(caplog) == []  # a reset is a peer leaving, not worth a warning
 
 
 def test_server_waiting_for_client_hello_idles(io_loop, pki):
@@ -867,6 +914,83 @@ def test_many_small_messages_in_order(io_loop, pki):
                 server.write(b"%d\n" % i)
             for i in range(300):
                 assert await client.read_until(b"\n") == b"%d\n" % i
+            client.close()
+            server.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
+
+
+def test_record_split_across_segments_waits_without_spinning(io_loop, pki):
+    """Half a record in the kernel: OpenSSL wants more (WANT_READ mid-record) and the loop waits."""
+
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            server, peer = await bio_pair(listener, pki)
+            (record,) = peer.records(b"A" * 5000)
+            reading = server.read_bytes(5000)
+            for cut in (3, 5, 2000):  # inside the header, just after it, inside the body
+                await peer.stream.write(record[:cut])
+                await assert_loop_idle(io_loop)
+                assert not reading.done()
+                await peer.stream.write(record[cut:])
+                assert await reading == b"A" * 5000
+                (record,) = peer.records(b"A" * 5000)
+                reading = server.read_bytes(5000)
+            server.close()
+            await expect_closed(reading)
+            peer.stream.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
+
+
+def test_many_records_in_one_segment(io_loop, pki):
+    """Small records arriving together: each read takes one, the rest stay in the kernel and are found."""
+
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            server, peer = await bio_pair(listener, pki)
+            lines = [b"line %d\n" % i for i in range(50)]
+            await peer.stream.write(b"".join(peer.records(*lines)))
+            for line in lines:
+                assert await server.read_until(b"\n") == line
+            await peer.stream.write(b"".join(peer.records(*lines)))
+            buf = bytearray(len(lines[0]))
+            for line in lines[:10]:
+                await server.read_into(buf)
+                assert bytes(buf) == line
+            rest = b"".join(lines[10:])
+            assert await server.read_bytes(len(rest)) == rest
+            reading = server.read_bytes(1)
+            await assert_loop_idle(io_loop)
+            assert not reading.done()
+            server.close()
+            await expect_closed(reading)
+            peer.stream.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
+
+
+def test_small_read_chunk_size_leaves_data_in_tls_and_finds_it(io_loop, pki):
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            accepted = listener.accept()
+            client = SSLIOStream(socket.socket(), ssl_options=client_context(pki), read_chunk_size=1000)
+            await client.connect(("127.0.0.1", listener.port), server_hostname="localhost")
+            server = await accepted
+            payload = os.urandom(50000).replace(b"\n", b"x")
+            await server.write(payload + b"\nend\n")
+            assert await client.read_bytes(30000) == payload[:30000]
+            assert await client.read_until(b"\n") == payload[30000:] + b"\n"
+            assert await client.read_until(b"\n") == b"end\n"
             client.close()
             server.close()
         finally:
