@@ -118,6 +118,11 @@ class Scenario:
     def primary(self) -> Metric:
         return self.metrics[0]
 
+    @property
+    def cpu_metric(self) -> typing.Optional[Metric]:
+        """The server-CPU-per-unit-of-work metric, if the scenario has one."""
+        return next((m for m in self.metrics if m.key.startswith("cpu_")), None)
+
 
 SCENARIOS = [
     Scenario("pingpong_1", "Ping-pong, 1 connection", [MSGS, P50, P99, P999, CPU_MSG],
@@ -168,6 +173,7 @@ _children: typing.List[subprocess.Popen] = []
 
 
 def _pin(cpu: typing.Optional[int]) -> typing.Optional[typing.Callable[[], None]]:
+    """preexec_fn for a measured process: pin it to cpu."""
     if cpu is None:
         return None
 
@@ -745,29 +751,52 @@ class Bench:
 
     def targets(self) -> typing.List[typing.Dict[str, typing.Any]]:
         """The issue's targets for tornado_lite, each with its measured ratio and verdict."""
-        lite = self.results["ratios"].get("tornado_lite", {})
+        by_key = {sc.key: sc for sc in self.scenarios}
+
+        def verdict(ratio: typing.Optional[float], op: str, bound: float) -> typing.Optional[bool]:
+            if ratio is None:
+                return None
+            return {">=": ratio >= bound, "<=": ratio <= bound, ">": ratio > bound, "<": ratio < bound}[op]
+
+        def capacity(scenario: str, rival: str) -> typing.Optional[float]:
+            """How much more work tornado_lite does per server CPU-second than rival (1 / CPU-per-op ratio).
+
+            Under outside load a server's throughput follows the CPU share the scheduler happens to give
+            it; its CPU time per unit of work does not, so this is the steadier form of a throughput ratio.
+            """
+            sc = by_key.get(scenario)
+            m = sc.cpu_metric if sc else None
+            if m is None:
+                return None
+            return _ratio(self.median(scenario, rival, m.key), self.median(scenario, "tornado_lite", m.key))
+
         specs = [
-            ("Ping-pong ×100: msgs/s ≥ 3× Tornado", "pingpong_100.msgs_s", ">=", 3.0),
-            ("Ping-pong ×100: p99 ≤ 0.5× Tornado", "pingpong_100.p99_us", "<=", 0.5),
-            ("Pipelined: msgs/s ≥ 8× Tornado", "pipelined.msgs_s", ">=", 8.0),
-            ("Bulk: MB/s ≥ 2× Tornado", "bulk.mb_s", ">=", 2.0),
-            ("Server CPU per accepted connection ≤ 0.6× Tornado", "connrate.cpu_us_per_conn", "<=", 0.6),
-            ("Memory per idle connection ≤ 0.4× Tornado", "memory.kib_per_conn", "<=", 0.4),
+            ("Ping-pong ×100: msgs/s ≥ 3× Tornado", "pingpong_100", "msgs_s", ">=", 3.0),
+            ("Ping-pong ×100: p99 ≤ 0.5× Tornado", "pingpong_100", "p99_us", "<=", 0.5),
+            ("Pipelined: msgs/s ≥ 8× Tornado", "pipelined", "msgs_s", ">=", 8.0),
+            ("Bulk: MB/s ≥ 2× Tornado", "bulk", "mb_s", ">=", 2.0),
+            ("Server CPU per accepted connection ≤ 0.6× Tornado", "connrate", "cpu_us_per_conn", "<=", 0.6),
+            ("Memory per idle connection ≤ 0.4× Tornado", "memory", "kib_per_conn", "<=", 0.4),
         ]
         out = []
-        for title, key, op, bound in specs:
-            ratio = lite.get(key)
-            met = None if ratio is None else (ratio >= bound if op == ">=" else ratio <= bound)
-            out.append({"target": title, "key": key, "ratio": ratio, "met": met})
+        for title, scenario, metric, op, bound in specs:
+            ratio = _ratio(self.median(scenario, "tornado_lite", metric), self.median(scenario, BASELINE, metric))
+            t = {"target": title, "key": f"{scenario}.{metric}", "ratio": ratio, "met": verdict(ratio, op, bound)}
+            if op == ">=":  # a throughput target: also judge it by CPU per unit of work
+                cap = capacity(scenario, BASELINE)
+                t.update(cpu_ratio=cap, cpu_met=verdict(cap, op, bound))
+            out.append(t)
         # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
         for rival in ("tornado-uvloop", "asyncio-streams"):
             for sc in self.scenarios:
-                mine, theirs = self.median(sc.key, "tornado_lite", sc.primary.key), self.median(
-                    sc.key, rival, sc.primary.key)
-                ratio = _ratio(mine, theirs)
-                met = None if ratio is None else (ratio > 1 if sc.primary.higher_better else ratio < 1)
-                out.append({"target": f"Ahead of {LABELS[rival]}: {sc.title} ({sc.primary.title})",
-                            "key": f"{sc.key}.{sc.primary.key}", "vs": rival, "ratio": ratio, "met": met})
+                m = sc.primary
+                ratio = _ratio(self.median(sc.key, "tornado_lite", m.key), self.median(sc.key, rival, m.key))
+                t = {"target": f"Ahead of {LABELS[rival]}: {sc.title} ({m.title})", "key": f"{sc.key}.{m.key}",
+                     "vs": rival, "ratio": ratio, "met": verdict(ratio, ">" if m.higher_better else "<", 1.0)}
+                if m.higher_better:
+                    cap = capacity(sc.key, rival)
+                    t.update(cpu_ratio=cap, cpu_met=None if cap is None else cap > 1)
+                out.append(t)
         return out
 
 
@@ -887,12 +916,18 @@ def render_markdown(bench: Bench) -> str:
                     cells.append(_cell(m, 0, r["ratios"][stack].get(f"micro.{name}"), stack != BASELINE))
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
     # Targets
-    lines += ["", f"Targets for tornado_lite (ratios to {LABELS[BASELINE]} unless stated).", "",
-              "| Target | Measured | Met |", "|---|---|---|"]
+    lines += ["", f"Targets for tornado_lite (ratios to {LABELS[BASELINE]} unless stated). For throughput, the"
+              " last two columns judge the same target by server CPU per unit of work instead (work per CPU-second,"
+              " the rival's CPU per op ÷ tornado_lite's), which outside load disturbs far less.", "",
+              "| Target | Measured | Met | By server CPU | Met |", "|---|---|---|---|---|"]
+
+    def fmt(ratio: typing.Optional[float], met: typing.Optional[bool]) -> str:
+        r_text = "–" if ratio is None else _ratio_text(ratio)
+        return f"{r_text} | {'n/a' if met is None else ('yes' if met else '**no**')}"
+
     for t in r["targets"]:
-        ratio = "–" if t["ratio"] is None else _ratio_text(t["ratio"])
-        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        lines.append(f"| {t['target']} | {ratio} | {met} |")
+        cpu = fmt(t["cpu_ratio"], t["cpu_met"]) if "cpu_ratio" in t else " | "
+        lines.append(f"| {t['target']} | {fmt(t['ratio'], t['met'])} | {cpu} |")
     problems = []
     for sc_key, res in r["scenarios"].items():
         for stack, entry in res.items():
