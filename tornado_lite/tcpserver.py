@@ -574,14 +574,16 @@ class TCPServer:
                 connection = ssl_wrap_socket(connection, context, server_side=True, do_handshake_on_connect=False)
             except ssl.SSLError as err:
                 connection.close()
-                if err.args[0] == ssl.SSL_ERROR_EOF:
+                # ENOTCONN: the client sent data and reset before the accept (the ssl module refuses to
+                # wrap a closed socket with unread data in it); a client problem, like the EOF.
+                if err.args[0] in (ssl.SSL_ERROR_EOF, errno.ENOTCONN):
                     return
                 raise
             except OSError as err:
                 # A client that connects and leaves at once (a port scan) makes wrap_socket's
-                # getpeername fail; that is not the server's problem.
+                # getpeername fail, or its probe read find the reset; that is not the server's problem.
                 connection.close()
-                if errno_from_exception(err) in (errno.ECONNABORTED, errno.EINVAL, errno.ENOTCONN):
+                if errno_from_exception(err) in (errno.ECONNABORTED, errno.EINVAL, errno.ENOTCONN, errno.ECONNRESET):
                     return
                 raise
         stream: Optional[IOStream] = None
