@@ -571,6 +571,14 @@ class TCPServer:
         context = self._ssl_context
         if context is not None:
             try:
+                connection.getpeername()
+            except OSError:
+                # Reset while it waited in the backlog (a port scan, a client that gave up): nothing to
+                # serve.  Closed here, while we still own the descriptor; wrap_socket would fail on it
+                # after taking the descriptor over, leaving it to the garbage collector.
+                connection.close()
+                return
+            try:
                 connection = ssl_wrap_socket(connection, context, server_side=True, do_handshake_on_connect=False)
             except ssl.SSLError as err:
                 connection.close()
