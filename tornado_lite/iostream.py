@@ -601,7 +601,7 @@ class BaseIOStream:
         if not self._connecting:
             self._handle_write()
             if self._write_buffer:
-                self._add_io_state(_WRITE)
+                self._watch_write()
             self._maybe_add_error_listener()
         return future
 
@@ -640,8 +640,22 @@ class BaseIOStream:
             buffer.append(data)
         future._loop = self.io_loop
         self._queue_write_future(future)
-        self._add_io_state(_WRITE)
+        self._watch_write()
         return future
+
+    def _watch_write(self) -> None:
+        """Waits for WRITE to send what is queued; with no read pending, READ is off meanwhile.
+
+        Tornado means an idle stream to watch READ (to notice a close), but not one with a write
+        pending: a peer that shut down its sending side after its request must still get the whole
+        answer, not have its EOF close the stream under the write.  (A reset still shows, as an error.)
+        """
+        state = self._state
+        if self._plain_state and self._read_future is None and state is not None and state & _READ:
+            self._state = _ERROR | _WRITE
+            self.io_loop.update_handler(self.fileno(), self._state)
+        else:
+            self._add_io_state(_WRITE)
 
     def _queue_write_future(self, future: Future) -> None:
         futures = self._write_futures
@@ -848,7 +862,7 @@ class BaseIOStream:
                 state |= _READ
             if self.writing():
                 state |= _WRITE
-        if not state & _READ:
+        if not state & (_READ | _WRITE):
             if not self._read_buffer:
                 # Idle: keep watching for reads, which is how a close by the peer is noticed.
                 state |= _READ
