@@ -39,7 +39,7 @@ from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, T
 from tornado_lite.concurrent import _FINISHED, _PENDING, CancelledError, Future, future_set_result_unless_cancelled
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import gen_log
-from tornado_lite.netutil import _client_ssl_defaults, _server_ssl_defaults, ssl_wrap_socket
+from tornado_lite.netutil import _client_ssl_defaults, _server_ssl_defaults, ssl_options_to_context, ssl_wrap_socket
 from tornado_lite.util import errno_from_exception
 
 _IOStreamType = TypeVar("_IOStreamType", bound="IOStream")
@@ -1686,6 +1686,9 @@ class SSLIOStream(IOStream):
         (unless the context disables the check).
         """
         self._server_hostname = server_hostname
+        # A dict of options becomes a context now, so a bad key fails this call (not the connection
+        # later) and the context is built once.
+        self._ssl_options = ssl_options_to_context(self._ssl_options, server_side=False)
         # The TCP-level future only matters through the handshake's: mark it seen so that a refused
         # connection is reported once, by the future returned here.
         IOStream.connect(self, address).add_done_callback(_mark_retrieved)
