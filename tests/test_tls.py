@@ -336,6 +336,17 @@ def test_ssl_options_dict_with_unknown_key_is_rejected(pki):
         netutil.ssl_wrap_socket(socket.socket(), dict(do_handshake_on_connect=False))
 
 
+@pytest.mark.skipif(impl == "tornado", reason="Tornado finds the bad key only once connected")
+def test_client_dict_with_unknown_key_fails_connect_at_once(io_loop):
+    async def main():
+        stream = SSLIOStream(socket.socket(), ssl_options=dict(cert_reqs=ssl.CERT_NONE, verify="no"))
+        with pytest.raises(ValueError, match="verify"):
+            stream.connect(("127.0.0.1", 9), server_hostname="localhost")
+        stream.close()
+
+    run(io_loop, main)
+
+
 def test_client_sends_sni_and_server_sees_it(io_loop, pki):
     async def main():
         seen = []
