@@ -536,6 +536,27 @@ def test_non_tls_client_gets_closed_and_server_keeps_serving(io_loop, pki, caplo
     assert len(ssl_warnings(caplog)) == 1
 
 
+@pytest.mark.skipif(impl == "tornado", reason="Tornado's future never resolves in this case")
+def test_wait_for_handshake_after_it_failed(io_loop, pki, caplog):
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            accepted = listener.accept()
+            plain = await connect_plain(listener.port)
+            server = await accepted
+            closed = Future()
+            server.set_close_callback(lambda: closed.set_result(None))
+            await plain.write(b"\x00" * 64)
+            await closed
+            with pytest.raises(ssl.SSLError):
+                await server.wait_for_handshake()
+            plain.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
+
+
 def test_pending_read_fails_with_ssl_error_as_real_error(io_loop, pki, caplog):
     async def main():
         listener = Listener(server_context(pki))
