@@ -2,7 +2,8 @@
 
     python fault_server.py [--nofile N] [--backlog B] [--tls CERT KEY] [--handshake-timeout S]
 
-It prints ``PORT <n>`` once listening, then obeys commands read line by line from stdin, answering
+It prints ``PORT <n>`` once listening (then ``TLSPORT <n>``: a second server, TLS, with ``--tls``;
+``--handshake-timeout`` applies to it), then obeys commands read line by line from stdin, answering
 each on stdout:
 
 * ``stats``: ``STATS {json}`` with the loop's counters (passes, handlers...), connections accepted,
@@ -97,31 +98,40 @@ def main() -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
 
-    ssl_options = None
-    if args.tls:
-        ssl_options = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_options.load_cert_chain(*args.tls)
-
     loop = IOLoop(make_current=True)
-    server = EchoServer(handshake_timeout=args.handshake_timeout or None, ssl_options=ssl_options)
+    server = EchoServer()
     sockets = bind_sockets(0, "127.0.0.1", backlog=args.backlog)
     server.add_sockets(sockets)
+    servers = [server]
+    tls_port = None
+    if args.tls:
+        # A second server on its own port speaks TLS; both report as one in "stats".
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.tls)
+        tls_server = EchoServer(ssl_options=context, handshake_timeout=args.handshake_timeout or None)
+        tls_sockets = bind_sockets(0, "127.0.0.1", backlog=args.backlog)
+        tls_server.add_sockets(tls_sockets)
+        servers.append(tls_server)
+        tls_port = tls_sockets[0].getsockname()[1]
     port = sockets[0].getsockname()[1]
 
     def answer(command: str) -> None:
         if command == "stats":
             s = loop.stats(reset_interval=False)
+            errors = collections.Counter()
+            for srv in servers:
+                errors.update(srv.errors)
             report = {
                 "passes": s.passes,
                 "events": s.events,
                 "callbacks_run": s.callbacks_run,
                 "handlers": s.handlers,
                 "timers_pending": s.timers_pending,
-                "accepted": server.accepted,
-                "open": server.open,
-                "closed": server.closed,
-                "bytes_echoed": server.bytes_echoed,
-                "errors": dict(server.errors),
+                "accepted": sum(srv.accepted for srv in servers),
+                "open": sum(srv.open for srv in servers),
+                "closed": sum(srv.closed for srv in servers),
+                "bytes_echoed": sum(srv.bytes_echoed for srv in servers),
+                "errors": dict(errors),
                 "fds": fd_count(),
                 "rss_kb": rss_kb(),
             }
@@ -129,7 +139,8 @@ def main() -> None:
         elif command == "gc":
             print(f"GC {gc.collect()}", flush=True)
         elif command in ("quit", ""):
-            server.stop()
+            for srv in servers:
+                srv.stop()
             loop.stop()
         else:
             print(f"ERROR unknown command {command!r}", flush=True)
@@ -140,6 +151,8 @@ def main() -> None:
         loop.add_callback(answer, "")  # end of input: the parent is gone
 
     print(f"PORT {port}", flush=True)
+    if tls_port is not None:
+        print(f"TLSPORT {tls_port}", flush=True)
     threading.Thread(target=read_commands, daemon=True).start()
     loop.start()
 
