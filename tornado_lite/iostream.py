@@ -502,6 +502,13 @@ class BaseIOStream:
         self._read_max_bytes = max_bytes
         self._read_scan = 0
         try:
+            buffer = self._read_buffer
+            if buffer._pos < len(buffer._data):
+                # Data at hand (pipelined requests): look there first, no further ado.
+                pos = self._find_delimiter()
+                if pos is not None:
+                    self._finish_read(pos)
+                    return future
             self._try_inline_read()
         except UnsatisfiableReadError as e:
             gen_log.info("Unsatisfiable read, closing connection: %s" % e)
@@ -1132,10 +1139,18 @@ class BaseIOStream:
         else:
             buffer = self._read_buffer
             data = buffer._data
-            if size == len(data) and buffer._pos == 0 and type(data) is bytes:
-                # All of one received chunk: hand it over as it is.
-                result = data
-                buffer._data = b""
+            if type(data) is bytes:
+                # The common cases, inline: all of one received chunk is handed over as it is;
+                # part of it is sliced off (the rest stays in place, no copy).
+                start = buffer._pos
+                end = start + size
+                if end >= len(data):
+                    result = data if start == 0 else data[start:]
+                    buffer._data = b""
+                    buffer._pos = 0
+                else:
+                    result = data[start:end]
+                    buffer._pos = end
             else:
                 result = buffer.consume(size)
         self._read_kind = _NO_READ
@@ -1143,7 +1158,12 @@ class BaseIOStream:
         if future is not None:
             self._read_future = None
             if future._state == _PENDING:  # not cancelled meanwhile
-                future.set_result(result)
+                if future._callbacks is None:
+                    # Nobody waits on it yet (a read finished inline): just fill it in.
+                    future._result = result
+                    future._state = _FINISHED
+                else:
+                    future.set_result(result)
         state = self._state
         if (state is None or state == _ERROR) and self._close_callback is not None:
             self._maybe_add_error_listener()
