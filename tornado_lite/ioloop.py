@@ -714,14 +714,15 @@ class IOLoop(Configurable):
             if self._stopped:
                 break
 
-            # Phase 3: poll, as long as nothing else is waiting.
+            # Phase 3: poll, as long as nothing else is waiting.  "Polling" starts before the queue is
+            # looked at: a signal handler's add_callback landing between that look and the poll must wake it.
+            self._polling = True
             if callbacks:
                 timeout = 0.0
             elif timeouts:
                 timeout = min(max(0.0, timeouts[0][0] - clock()), _MAX_POLL_SECONDS)
             else:
                 timeout = _MAX_POLL_SECONDS
-            self._polling = True
             try:
                 events = poll(timeout)
             except InterruptedError:
