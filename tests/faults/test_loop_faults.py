@@ -164,7 +164,11 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
     def on_signal(signum, frame):
         n = handled[0]
         handled[0] += 1
-        loop.add_callback_from_signal(record, ("signal", n))
+        # Both ways Tornado code does it: the deprecated dedicated method, and plain add_callback.
+        if n % 2:
+            loop.add_callback_from_signal(record, ("signal", n))
+        else:
+            loop.add_callback(record, ("signal", n))
 
     def adder(t):
         for i in range(PER_THREAD):
@@ -223,16 +227,18 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
     assert loop.stats().passes - before < 20
 
 
-def test_a_signal_wakes_a_loop_blocked_in_poll(storm_loop):
+@pytest.mark.parametrize("api", ["add_callback", "add_callback_from_signal"])
+def test_a_signal_wakes_a_loop_blocked_in_poll(storm_loop, api):
     """With nothing else to do the loop sleeps in poll; a signal handler's callback still runs soon
     (long before the 30s timer that would otherwise end the poll)."""
     loop, _ = storm_loop
     waiting = {}
+    add = getattr(loop, api)
 
     def on_signal(signum, frame):
         future = waiting.pop("future", None)
         if future is not None:
-            loop.add_callback_from_signal(future.set_result, signum)
+            add(future.set_result, signum)
 
     def send_soon():
         # From another thread, so the signal lands while the loop is (most likely) in poll.
