@@ -11,10 +11,12 @@
 import collections
 import gc
 import socket
+import ssl
 import struct
 import weakref
 
 import pytest
+import trustme
 
 from fault_server import EchoServer
 from tornado_lite import gen
@@ -153,6 +155,39 @@ def test_a_burst_of_echo_connections_leaves_no_reference_cycles(loop):
     assert server.closed == 200
 
 
+def test_a_burst_of_tls_echo_connections_leaves_no_reference_cycles(loop):
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    server = EchoServer(ssl_options=server_context)
+    sockets = bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    loop.add_callback(server.add_sockets, sockets)
+    client = TCPClient(resolver=LiteralResolver())
+
+    async def one_connection(i):
+        stream = await client.connect("127.0.0.1", port, ssl_options=client_context)
+        for j in range(3):
+            line = b"tls connection %d line %d\n" % (i, j)
+            await stream.write(line)
+            assert await stream.read_until(b"\n") == line
+        stream.close()
+
+    async def burst():
+        await gen.multi([one_connection(i) for i in range(30)])
+        while server.open:
+            await gen.sleep(0.01)
+
+    try:
+        assert_no_cycles_from(loop, burst)
+    finally:
+        loop.run_sync(server.stop)
+        client.close()
+    assert server.closed == 60
+
+
 def test_failing_connections_leave_no_reference_cycles(loop):
     """The error paths: refused connects, peers that reset, reads that hit the end of the stream."""
     server = EchoServer()
@@ -197,6 +232,50 @@ def test_failing_connections_leave_no_reference_cycles(loop):
         await gen.multi([refused() for _ in range(20)])
         await gen.multi([reset_by_client() for _ in range(20)])
         await gen.multi([read_past_end() for _ in range(20)])
+        while server.open:
+            await gen.sleep(0.01)
+
+    try:
+        assert_no_cycles_from(loop, burst)
+    finally:
+        loop.run_sync(server.stop)
+        client.close()
+
+
+def test_failing_tls_connections_leave_no_reference_cycles(loop):
+    """Garbage on the TLS port (the server's handshake fails) and a client that rejects the server's
+    certificate (the client's handshake fails)."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    untrusting = ssl.create_default_context()  # knows nothing of our CA
+    server = EchoServer(ssl_options=server_context)
+    sockets = bind_sockets(0, "127.0.0.1")
+    port = sockets[0].getsockname()[1]
+    loop.add_callback(server.add_sockets, sockets)
+    client = TCPClient(resolver=LiteralResolver())
+
+    async def garbage():
+        sock = socket.socket()
+        sock.connect(("127.0.0.1", port))
+        stream = IOStream(sock)
+        await stream.write(b"\x16\x03\x01\x00\x20" + b"\xee" * 32 + b"GET / HTTP/1.0\r\n\r\n")
+        try:
+            await stream.read_until_close()
+        except StreamClosedError:
+            pass
+        stream.close()
+
+    async def rejected():
+        try:
+            await client.connect("127.0.0.1", port, ssl_options=untrusting)
+        except ssl.SSLError:
+            return
+        raise AssertionError("the certificate should have been rejected")
+
+    async def burst():
+        await gen.multi([garbage() for _ in range(20)])
+        await gen.multi([rejected() for _ in range(20)])
         while server.open:
             await gen.sleep(0.01)
 
