@@ -608,6 +608,7 @@ class IOLoop(Configurable):
         self._removed_during_dispatch: set = set()
         self._dispatching = False
         self._polling = False
+        self._before_poll: List[Callable[[], None]] = []
         self._waker = _Waker()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
@@ -678,6 +679,7 @@ class IOLoop(Configurable):
         clock = time.monotonic  # the heap's clock (see time())
         perf_counter = time.perf_counter
         stats = self._stats
+        before_poll = self._before_poll
         # "Busy" is the time from one poll's return to the next poll's start: the longest any ready fd or
         # due timer could have waited.  Two clock reads a pass keep the statistic always on.
         busy_since = perf_counter()
@@ -705,6 +707,9 @@ class IOLoop(Configurable):
                     entry.callback = entry.args = None
                     run_callback(callback, args)  # type: ignore[arg-type]
                 callback = args = due = entry = None  # type: ignore[assignment]
+
+            if before_poll:
+                self._run_before_poll()
 
             stats.passes += 1
             stats.callbacks_run += ncallbacks
@@ -814,6 +819,20 @@ class IOLoop(Configurable):
         if reset_interval:
             self._stats.worst_busy = 0.0
         return snapshot
+
+    def _call_before_poll(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback()`` once, after this pass's callbacks and timers and before the loop polls.
+
+        For work that is cheaper done once per pass than once per call: a stream sends all the small
+        writes a pass made in one system call.  Callers register at most once per pass.
+        """
+        self._before_poll.append(callback)
+
+    def _run_before_poll(self) -> None:
+        pending = self._before_poll[:]
+        del self._before_poll[:]
+        for callback in pending:
+            self._run_callback(callback, ())
 
     def _pop_due_timers(self, now: float) -> List[_Timeout]:
         timeouts = self._timeouts
