@@ -298,7 +298,7 @@ class _StreamBuffer:
                 pos += size
                 size = 0
             else:
-                del chunk[: pos + size]
+                del chunk[: pos + size]  # type: ignore[union-attr]
                 pos = 0
                 size = 0
         self._first_pos = pos
@@ -1047,7 +1047,8 @@ class BaseIOStream:
     def _try_inline_read(self) -> None:
         """Finishes the new read from buffered data or from what the kernel holds, else waits for READ."""
         if self._read_kind == _READ_DELIMITER:
-            pos = self._find_delimiter()
+            buffer = self._read_buffer
+            pos = self._find_delimiter() if buffer._pos < len(buffer._data) else None
         else:
             pos = self._find_read_pos()
         if pos is not None:
@@ -1125,7 +1126,8 @@ class BaseIOStream:
             self._raise_unsatisfiable(delimiter)
 
     def _raise_unsatisfiable(self, delimiter: Any) -> None:
-        raise UnsatisfiableReadError("delimiter %r not found within %d bytes" % (delimiter, self._read_max_bytes))
+        limit = self._read_max_bytes
+        raise UnsatisfiableReadError("delimiter %r not found within %d bytes" % (delimiter, limit or 0))
 
     def _read_from_buffer(self, pos: int) -> None:
         """Finishes the pending read with the first ``pos`` bytes (or ``pos`` bytes stored, for read_into)."""
