@@ -509,7 +509,7 @@ class BaseIOStream:
                 if pos is not None:
                     self._finish_read(pos)
                     return future
-            self._try_inline_read()
+            self._try_inline_read(True)
         except UnsatisfiableReadError as e:
             gen_log.info("Unsatisfiable read, closing connection: %s" % e)
             self.close(exc_info=e)
@@ -520,7 +520,7 @@ class BaseIOStream:
 
     def read_bytes(self, num_bytes: int, partial: bool = False) -> "Future[bytes]":
         """Reads ``num_bytes`` bytes; with ``partial``, resolves as soon as any (at most that many) arrive."""
-        if not isinstance(num_bytes, numbers.Integral):
+        if type(num_bytes) is not int and not isinstance(num_bytes, numbers.Integral):
             raise TypeError(f"num_bytes must be an integer, not {type(num_bytes).__name__}")
         if self._read_future is not None:
             self._start_read()  # raises the right error
@@ -531,7 +531,13 @@ class BaseIOStream:
         self._read_target = num_bytes
         self._read_partial = partial
         try:
-            self._try_inline_read()
+            buffer = self._read_buffer
+            have = len(buffer._data) - buffer._pos
+            if have >= num_bytes or (partial and have):
+                # Enough at hand: finish here.
+                self._finish_read(num_bytes if num_bytes < have else have)
+                return future
+            self._try_inline_read(True)
         except BaseException:
             future.add_done_callback(_mark_retrieved)
             raise
@@ -1044,16 +1050,20 @@ class BaseIOStream:
             self._buffer_overflow()
         return count
 
-    def _try_inline_read(self) -> None:
-        """Finishes the new read from buffered data or from what the kernel holds, else waits for READ."""
-        if self._read_kind == _READ_DELIMITER:
-            buffer = self._read_buffer
-            pos = self._find_delimiter() if buffer._pos < len(buffer._data) else None
-        else:
-            pos = self._find_read_pos()
-        if pos is not None:
-            self._finish_read(pos)
-            return
+    def _try_inline_read(self, buffer_checked: bool = False) -> None:
+        """Finishes the new read from buffered data or from what the kernel holds, else waits for READ.
+
+        ``buffer_checked``: the caller already knows the buffered data does not satisfy the read.
+        """
+        if not buffer_checked:
+            if self._read_kind == _READ_DELIMITER:
+                buffer = self._read_buffer
+                pos = self._find_delimiter() if buffer._pos < len(buffer._data) else None
+            else:
+                pos = self._find_read_pos()
+            if pos is not None:
+                self._finish_read(pos)
+                return
         if self._closed:
             raise StreamClosedError(real_error=self.error)
         state = self._state
