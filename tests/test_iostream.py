@@ -1023,3 +1023,26 @@ async def _split_scenario(payload, cuts, pauses, ops, kind):
         await writing
     finally:
         close_all(rs, ws)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair"])
+def test_unread_data_never_overflows_a_small_buffer(io_loop, kind):
+    # Data keeps arriving while earlier data sits unread in a nearly full buffer: the stream stops
+    # taking more (flow control) instead of failing with StreamBufferFullError.
+    async def main():
+        rs, ws = await make_pair(kind, max_buffer_size=16 * 1024, read_chunk_size=8 * 1024)
+        try:
+            ws.write(b"a" * 12 * 1024 + b"\n" + b"b" * 200 * 1024 + b"\n")
+            # The first line leaves about 8 KB of the next one buffered while nobody reads.
+            assert await rs.read_bytes(12 * 1024 + 1) == b"a" * 12 * 1024 + b"\n"
+            for _ in range(5):
+                await gen.sleep(0.01)
+            assert not rs.closed()
+            got = b""
+            while len(got) < 200 * 1024 + 1:
+                got += await rs.read_bytes(4096, partial=True)
+            assert got == b"b" * 200 * 1024 + b"\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)

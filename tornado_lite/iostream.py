@@ -943,7 +943,11 @@ class BaseIOStream:
         if kind == _READ_BYTES:
             target: Optional[int] = self._read_target
         elif kind == _NO_READ:
-            target = 0  # nobody is reading: take one chunk (the loop saw data or a close)
+            # Nobody is reading: take one chunk (the loop saw data, or a close) -- unless it could
+            # overflow the buffer, which must not fail a stream that nobody asked to read from.
+            if len(self._read_buffer) + self.read_chunk_size > self.max_buffer_size:
+                return None
+            target = 0
         else:
             target = self._read_max_bytes  # None: a delimiter with no limit, or until close
         buffer = self._read_buffer
