@@ -115,7 +115,8 @@ class _Task(Future):
         self._context = context if context is not None else contextvars.copy_context()
         self._waiting: Optional[Future] = None
         self._must_cancel = False
-        _all_tasks.add(self)
+        if _all_tasks is not None:
+            _all_tasks.add(self)
 
     def __repr__(self) -> str:
         coro = self._coro
@@ -232,13 +233,23 @@ def _without_this_frame(exc: BaseException) -> BaseException:
     return exc
 
 
-# Every task, weakly: what AsyncTestCase cancels at tearDown so no coroutine is left half-run (or,
-# never started, warned about as "never awaited") when its loop closes.
-_all_tasks: "weakref.WeakSet[_Task]" = weakref.WeakSet()
+# Every task, weakly, while a test case wants them: AsyncTestCase cancels the pending ones at tearDown
+# so that no coroutine is left half-run (or, never started, warned about as "never awaited") when its
+# loop closes.  Off by default: a server should not pay a weak reference per connection for it.
+_all_tasks: "Optional[weakref.WeakSet[_Task]]" = None
+
+
+def _track_tasks() -> None:
+    """Starts remembering every task (idempotent); ``_pending_tasks`` then lists them."""
+    global _all_tasks
+    if _all_tasks is None:
+        _all_tasks = weakref.WeakSet()
 
 
 def _pending_tasks(loop: Optional[IOLoop] = None) -> List[_Task]:
-    """The tasks not yet done that belong to ``loop`` (default: the current loop)."""
+    """The tasks not yet done that belong to ``loop`` (default: the current loop), if tracked."""
+    if _all_tasks is None:
+        return []
     if loop is None:
         loop = IOLoop.current(instance=False)
     return [task for task in list(_all_tasks) if task._loop is loop and not task.done()]

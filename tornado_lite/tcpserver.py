@@ -14,7 +14,6 @@ always-on snapshot of counters that cost an integer add per read/write syscall i
 """
 
 import errno
-import functools
 import os
 import signal
 import socket
@@ -190,13 +189,26 @@ def _wake(waiter: Future) -> None:
         waiter.set_result(None)
 
 
-def _finish_handler(stream: IOStream, conn: _Connection, future: Any) -> None:
-    """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it."""
-    conn.server._handler_done(conn)
-    if future.cancelled() or future.exception() is not None:
-        # Nobody will use the connection now; without this the client would wait until it is collected.
-        stream.close()
-    future.result()  # raises here, inside a loop callback: the loop logs it to app_log
+class _HandlerDone:
+    """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it.
+
+    A slotted callable rather than a partial: one of these lives per connection, so its size counts.
+    """
+
+    __slots__ = ("stream", "conn")
+
+    def __init__(self, stream: IOStream, conn: _Connection) -> None:
+        self.stream = stream
+        self.conn = conn
+
+    def __call__(self, future: Any) -> None:
+        stream, conn = self.stream, self.conn
+        self.stream = self.conn = None  # type: ignore[assignment]
+        conn.server._handler_done(conn)
+        if future.cancelled() or future.exception() is not None:
+            # Nobody will use the connection now; without this the client would wait until it is collected.
+            stream.close()
+        future.result()  # raises here, inside a loop callback: the loop logs it to app_log
 
 
 class TCPServer:
@@ -614,7 +626,7 @@ class TCPServer:
                 self._handler_done(conn)
             else:
                 future = gen.convert_yielded(result)
-                cast(IOLoop, IOLoop.current()).add_future(future, functools.partial(_finish_handler, stream, conn))
+                IOLoop.current().add_future(future, _HandlerDone(stream, conn))
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
             if conn is not None:

@@ -136,6 +136,7 @@ class AsyncTestCase(unittest.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
+        gen._track_tasks()  # so that tearDown can find the coroutines this test leaves pending
         if type(self).get_new_ioloop is not AsyncTestCase.get_new_ioloop:
             warnings.warn("get_new_ioloop is deprecated", DeprecationWarning, stacklevel=2)
         previous = IOLoop.current(instance=False)
