@@ -13,6 +13,7 @@ raises :class:`concurrent.futures.CancelledError`.
 import concurrent.futures
 import functools
 import sys
+import traceback
 import types
 import typing
 from typing import Any, Callable, Optional, Tuple, TypeVar, Union
@@ -61,7 +62,7 @@ class _UnretrievedException:
 
     def __del__(self) -> None:
         exc = self.exc
-        if exc is not None:
+        if exc is not None and sys.meta_path is not None:  # not during interpreter shutdown
             app_log.error(
                 "Future exception was never retrieved: %s",
                 "".join(_format_exception(exc)).rstrip(),
@@ -69,8 +70,6 @@ class _UnretrievedException:
 
 
 def _format_exception(exc: BaseException) -> list:
-    import traceback
-
     return traceback.format_exception(type(exc), exc, exc.__traceback__)
 
 
