@@ -174,19 +174,26 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
         for i in range(PER_THREAD):
             loop.add_callback(record, (t, i))
 
+    main_ident = threading.get_ident()  # the loop's thread, the only one Python runs handlers on
+    stop_signalling = threading.Event()
+    threads = []
+
     def signaller():
         # One at a time: the same signal sent twice before the handler ran would be delivered once.
-        pid = os.getpid()
+        # Aimed at the loop's thread: a process-wide kill() may be taken by any thread, and its
+        # handler then waits until the main thread next runs Python code.
         for i in range(SIGNALS):
-            os.kill(pid, signal.SIGUSR1)
+            if stop_signalling.is_set():
+                return
+            signal.pthread_kill(main_ident, signal.SIGUSR1)
             deadline = time.monotonic() + 10
             while handled[0] <= i and time.monotonic() < deadline:
                 time.sleep(0.0005)
 
     def block():
         # The loop's own thread is busy here for the whole storm.
-        threads = [threading.Thread(target=adder, args=(t,)) for t in range(THREADS)]
-        threads.append(threading.Thread(target=signaller))
+        threads.extend(threading.Thread(target=adder, args=(t,), daemon=True) for t in range(THREADS))
+        threads.append(threading.Thread(target=signaller, daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -209,7 +216,11 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
             loop.add_callback(block)
             loop.start()
     finally:
-        signal.signal(signal.SIGUSR1, old)
+        stop_signalling.set()
+        for thread in threads:
+            thread.join(30)
+        # Never let a straggling signal meet the default action (which ends the process).
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN if any(t.is_alive() for t in threads) else old)
 
     assert report["stuck_threads"] == 0
     assert report["ran_while_blocked"] == 0
@@ -240,16 +251,19 @@ def test_a_signal_wakes_a_loop_blocked_in_poll(storm_loop, api):
         if future is not None:
             add(future.set_result, signum)
 
+    main_ident = threading.get_ident()
+
     def send_soon():
-        # From another thread, so the signal lands while the loop is (most likely) in poll.
+        # From another thread, so the signal lands while the loop is (most likely) in poll; aimed at
+        # the loop's thread, which a process-wide kill() may not interrupt.
         time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGUSR2)
+        signal.pthread_kill(main_ident, signal.SIGUSR2)
 
     async def main():
         for _ in range(10):
             future = Future()
             waiting["future"] = future
-            sender = threading.Thread(target=send_soon)
+            sender = threading.Thread(target=send_soon, daemon=True)
             sender.start()
             assert await gen.with_timeout(datetime.timedelta(seconds=30), future) == signal.SIGUSR2
             sender.join(10)
