@@ -56,6 +56,8 @@ if sys.platform == "darwin":
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
+# The most a stream holds back ("corks") to send the replies to pipelined requests together.
+_CORK_LIMIT = 64 * 1024
 
 # The kinds of pending read (``BaseIOStream._read_kind``).
 _NO_READ = 0
@@ -363,6 +365,7 @@ class BaseIOStream:
         "_bytes_read",
         "_bytes_written",
         "_tracker",
+        "_corked",
         "__dict__",
         "__weakref__",
     )
@@ -428,6 +431,9 @@ class BaseIOStream:
         # Set by a TCPServer that counts this connection: told (``stream_closed(stream)``) when the
         # stream closes, and (``stream_replaced(old, new)``) when start_tls hands it to a new stream.
         self._tracker: Any = None
+        # True while the write buffer holds corked data (writes already reported done) and a send
+        # of it is due before the loop next polls (see ``_cork``).
+        self._corked = False
 
     # -- what a subclass provides -----------------------------------------------------------------
 
@@ -598,6 +604,25 @@ class BaseIOStream:
                 data = data.cast("B")  # len() must count bytes, whatever the item format
             size = len(data)
             buffer = self._write_buffer
+            pending = 0 if buffer is None else buffer._size
+            read_buffer = self._read_buffer
+            if (
+                read_buffer._pos < len(read_buffer._data)
+                and (not pending or self._corked)
+                and pending + size <= _CORK_LIMIT
+                and not self._write_futures
+                and not self._connecting
+                and self._plain_handle_write
+                and (self.max_write_buffer_size is None or pending + size <= self.max_write_buffer_size)
+            ):
+                return self._cork(data, size, future)
+            if self._corked and pending and self.max_write_buffer_size is not None:
+                # Corked bytes count as sent for the caller: make room for them in the kernel first
+                # rather than let them count against this write's buffer limit.
+                self._handle_write()
+                if self._closed:
+                    raise StreamClosedError(real_error=self.error)
+                buffer = self._write_buffer
             if buffer is None or not buffer._size:
                 limit = self.max_write_buffer_size
                 if limit is not None and size > limit:
@@ -655,6 +680,35 @@ class BaseIOStream:
         self._queue_write_future(future)
         self._watch_write()
         return future
+
+    def _cork(self, data: Any, size: int, future: "Future[None]") -> "Future[None]":
+        """Holds a write back to send it with the others this pass makes, and reports it done now.
+
+        Only done while requests the application has not read yet are waiting in the read buffer
+        (pipelining): the replies to them follow within the same pass, and one ``send`` for all of
+        them costs what one costs for each.  The data goes out when the stream next writes with no
+        request left unread, before the loop polls again (``_flush_cork``), or when the stream
+        closes, whichever comes first, so nothing observable waits on it.  (Tornado sends each write
+        at once; see docs/differences.md.)
+        """
+        buffer = self._write_buffer
+        if buffer is None:
+            buffer = self._write_buffer = _StreamBuffer()
+        buffer.append(data)
+        self._total_write_index += size
+        future._state = _FINISHED
+        if not self._corked:
+            self._corked = True
+            self.io_loop._call_before_poll(self._flush_cork)
+        return future
+
+    def _flush_cork(self) -> None:
+        self._corked = False
+        if self._closed or not self._write_buffer:
+            return
+        self._handle_write()
+        if self._write_buffer and not self._closed:
+            self._watch_write()
 
     def _watch_write(self) -> None:
         """Waits for WRITE to send what is queued; with no read pending, READ is off meanwhile.
@@ -726,6 +780,8 @@ class BaseIOStream:
                     pos = None
                 if pos is not None:
                     self._finish_read(pos)
+            if self._corked:
+                self._send_corked_before_close()
             if self._state is not None:
                 self.io_loop.remove_handler(self.fileno())
                 self._state = None
@@ -736,6 +792,25 @@ class BaseIOStream:
                 self._tracker = None
                 tracker.stream_closed(self)
         self._signal_closed()
+
+    def _send_corked_before_close(self) -> None:
+        """Writes that were reported done must reach the kernel even if the stream closes this pass."""
+        self._corked = False
+        buffer = self._write_buffer
+        if self.error is not None or not buffer:
+            return
+        try:
+            while buffer:
+                with buffer.peek(buffer._size) as data:
+                    sent = self.write_to_fd(data)
+                if not sent:
+                    break
+                buffer.advance(sent)
+                self._total_write_done_index += sent
+                self._bytes_written += sent
+        except OSError:
+            pass  # the peer is gone: the close goes ahead either way
+        self._resolve_written_futures()
 
     def _signal_closed(self) -> None:
         error = self.error
@@ -1218,6 +1293,9 @@ class BaseIOStream:
             except OSError as e:
                 self._on_write_error(e)
                 return
+        self._resolve_written_futures()
+
+    def _resolve_written_futures(self) -> None:
         futures = self._write_futures
         if futures:
             done_index = self._total_write_done_index
