@@ -1046,3 +1046,100 @@ def test_unread_data_never_overflows_a_small_buffer(io_loop, kind):
             close_all(rs, ws)
 
     run(io_loop, main)
+
+
+# -- replies to pipelined requests share one send (tornado_lite; see docs/differences.md) ------------
+
+
+class CountingIOStream(IOStream):
+    """Counts the sends: write_to_fd is the documented hook a subclass provides."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sends = 0
+
+    def write_to_fd(self, data):
+        self.sends += 1
+        return super().write_to_fd(data)
+
+
+def _socketpair_streams():
+    a, b = socket.socketpair()
+    return CountingIOStream(a), b
+
+
+async def _echo_lines(stream, count):
+    for _ in range(count):
+        line = await stream.read_until(b"\n")
+        await stream.write(line)
+
+
+def _recv_exactly(sock, size):
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "peer closed early"
+        data += chunk
+    return data
+
+
+def test_pipelined_replies_share_sends_and_arrive_in_order(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        lines = [b"request %d\n" % i for i in range(16)]
+        peer.sendall(b"".join(lines))
+        await _echo_lines(stream, 16)
+        received = _recv_exactly(peer, sum(map(len, lines)))
+        assert received == b"".join(lines)
+        # All 16 lines arrived in one read: their replies went out together, not one send each.
+        assert stream.sends < 4
+        stream.close()
+        peer.close()
+
+    run(io_loop, main)
+
+
+def test_a_lone_request_is_answered_by_its_own_send(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        for i in range(3):
+            peer.sendall(b"ping %d\n" % i)
+            await _echo_lines(stream, 1)
+            assert _recv_exactly(peer, 7) == b"ping %d\n" % i
+        assert stream.sends == 3
+        stream.close()
+        peer.close()
+
+    run(io_loop, main)
+
+
+def test_corked_reply_is_sent_before_the_loop_polls(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        peer.sendall(b"first\nsecond\n")
+        line = await stream.read_until(b"\n")
+        future = stream.write(line)
+        assert future.done()  # reported done: the request behind it is still unread
+        # The application now waits on something else and writes nothing more: the reply must still
+        # go out on this pass, not when the next request is answered.
+        await gen.sleep(0.01)
+        assert _recv_exactly(peer, 6) == b"first\n"
+        stream.close()
+        peer.close()
+
+    run(io_loop, main)
+
+
+def test_corked_reply_is_sent_when_the_stream_closes_at_once(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        peer.sendall(b"bye\nignored\n")
+        line = await stream.read_until(b"\n")
+        await stream.write(line)
+        stream.close()
+        assert _recv_exactly(peer, 4) == b"bye\n"
+        assert peer.recv(10) == b""  # then the close
+        peer.close()
+
+    run(io_loop, main)
