@@ -220,9 +220,7 @@ class Future(typing.Generic[_T]):
             for fn in callbacks:  # type: ignore[union-attr]
                 fn(self)
             return
-        schedule = loop._schedule_future_callback
-        for fn in callbacks:  # type: ignore[union-attr]
-            schedule(fn, self)
+        loop._schedule_future_callbacks(callbacks, self)
 
     # -- awaiting ---------------------------------------------------------------------------------
 

@@ -133,16 +133,15 @@ class _Task(Future):
         self._must_cancel = True
         return True
 
-    def _resume(self, future: Future) -> None:
+    def _step(self, future: Optional[Future] = None, error: Optional[BaseException] = None) -> None:
+        """Runs the coroutine until it waits on a pending future (or ends).
+
+        Also the done-callback of the future it waits on (called with that future) and the callback
+        that resumes it after a loop pass (called with nothing).
+        """
         self._waiting = None
-        if self._state == _PENDING:
-            self._step(future)
-
-    def _resume_after_moment(self) -> None:
-        if self._state == _PENDING:
-            self._step(None)
-
-    def _step(self, future: Optional[Future], error: Optional[BaseException] = None) -> None:
+        if self._state != _PENDING:
+            return
         coro = self._coro
         run = self._context.run
         while True:
@@ -202,7 +201,15 @@ class _Task(Future):
             if future._state != _PENDING:
                 continue
             self._waiting = future
-            future.add_done_callback(self._resume)
+            if type(future) is Future and future._loop is not None:
+                # Future.add_done_callback, inlined for the common case (one of ours, loop known).
+                callbacks = future._callbacks
+                if callbacks is None:
+                    future._callbacks = [self._step]
+                else:
+                    callbacks.append(self._step)
+            else:
+                future.add_done_callback(self._step)
             if self._must_cancel and future.cancel():
                 self._must_cancel = False
             return
@@ -217,7 +224,7 @@ class _Task(Future):
 
     def _after_one_pass(self) -> None:
         loop = IOLoop.current()
-        loop.add_callback(self._resume_after_moment)
+        loop.add_callback(self._step)
 
 
 def _without_this_frame(exc: BaseException) -> BaseException:
@@ -269,7 +276,7 @@ def _schedule_task(coro: Any) -> _Task:
     next from nesting one Python frame deeper per link.
     """
     task = _Task(coro)
-    IOLoop.current().add_callback(task._resume_after_moment)
+    IOLoop.current().add_callback(task._step)
     return task
 
 

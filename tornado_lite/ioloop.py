@@ -503,6 +503,7 @@ class _Watchdog:
 
 
 _local = threading.local()
+_get_ident = threading.get_ident
 
 
 def _current_or_none() -> Optional["IOLoop"]:
@@ -654,7 +655,7 @@ class IOLoop(Configurable):
         previous = _current_or_none()
         _local.loop = self
         self._running = True
-        self._thread_ident = threading.get_ident()
+        self._thread_ident = _get_ident()
         try:
             self._run_passes()
         finally:
@@ -666,7 +667,7 @@ class IOLoop(Configurable):
     def stop(self) -> None:
         """Stops the loop after the current pass; a stop before ``start()`` makes the next start one pass."""
         self._stopped = True
-        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+        if self._thread_ident is not None and self._thread_ident != _get_ident():
             self._waker.wake()
 
     def _run_passes(self) -> None:
@@ -892,7 +893,7 @@ class IOLoop(Configurable):
         ident = self._thread_ident
         # Wake the loop if it runs on another thread, or if this call comes from a signal handler that
         # interrupted the loop's own poll (Python would otherwise resume the poll, still blocked).
-        if ident is not None and (self._polling or ident != threading.get_ident()):
+        if ident is not None and (self._polling or ident != _get_ident()):
             self._waker.wake()
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
@@ -917,10 +918,20 @@ class IOLoop(Configurable):
     def spawn_callback(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
         self.add_callback(callback, *args, **kwargs)
 
+    def _schedule_future_callbacks(self, callbacks: List[Callable], future: Any) -> None:
+        # Called by Future when it resolves with callbacks waiting: all run on a later pass.
+        append = self._callbacks.append
+        args = (future,)
+        for callback in callbacks:
+            append((callback, args))
+        ident = self._thread_ident
+        if ident is not None and ident != _get_ident():
+            self._waker.wake()
+
     def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
         # Called by Future when it resolves: run its done-callbacks on a later pass of this loop.
         self._callbacks.append((callback, (future,)))
-        if self._thread_ident is not None and self._thread_ident != threading.get_ident():
+        if self._thread_ident is not None and self._thread_ident != _get_ident():
             self._waker.wake()
 
     def add_future(
