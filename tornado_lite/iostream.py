@@ -500,6 +500,30 @@ class BaseIOStream:
         """
         if self._read_future is not None:
             self._start_read()  # raises the right error
+        buffer = self._read_buffer
+        data = buffer._data
+        if type(data) is bytes and buffer._pos < len(data):
+            # Pipelined requests: the line is already here.  Served straight from the buffer, with no
+            # read state set up (nothing will wait for it).
+            start = buffer._pos
+            loc = data.find(delimiter, start)
+            if loc >= 0:
+                end = loc + len(delimiter)
+                if max_bytes is None or end - start <= max_bytes:
+                    if end == len(data):
+                        result = data if start == 0 else data[start:]
+                        buffer._data = b""
+                        buffer._pos = 0
+                    else:
+                        result = data[start:end]
+                        buffer._pos = end
+                    done: Future[bytes] = Future()
+                    done._result = result
+                    done._state = _FINISHED
+                    state = self._state
+                    if (state is None or state == _ERROR) and self._close_callback is not None:
+                        self._maybe_add_error_listener()
+                    return done
         future: Future[bytes] = Future()
         future._loop = self.io_loop
         self._read_future = future
@@ -615,7 +639,16 @@ class BaseIOStream:
                 and self._plain_handle_write
                 and (self.max_write_buffer_size is None or pending + size <= self.max_write_buffer_size)
             ):
-                return self._cork(data, size, future)
+                # _cork, inlined: this runs once per pipelined reply.
+                if buffer is None:
+                    buffer = self._write_buffer = _StreamBuffer()
+                buffer.append(data)
+                self._total_write_index += size
+                future._state = _FINISHED
+                if not self._corked:
+                    self._corked = True
+                    self.io_loop._call_before_poll(self._flush_cork)
+                return future
             if self._corked and pending and self.max_write_buffer_size is not None:
                 # Corked bytes count as sent for the caller: make room for them in the kernel first
                 # rather than let them count against this write's buffer limit.
@@ -681,28 +714,16 @@ class BaseIOStream:
         self._watch_write()
         return future
 
-    def _cork(self, data: Any, size: int, future: "Future[None]") -> "Future[None]":
-        """Holds a write back to send it with the others this pass makes, and reports it done now.
-
-        Only done while requests the application has not read yet are waiting in the read buffer
-        (pipelining): the replies to them follow within the same pass, and one ``send`` for all of
-        them costs what one costs for each.  The data goes out when the stream next writes with no
-        request left unread, before the loop polls again (``_flush_cork``), or when the stream
-        closes, whichever comes first, so nothing observable waits on it.  (Tornado sends each write
-        at once; see docs/differences.md.)
-        """
-        buffer = self._write_buffer
-        if buffer is None:
-            buffer = self._write_buffer = _StreamBuffer()
-        buffer.append(data)
-        self._total_write_index += size
-        future._state = _FINISHED
-        if not self._corked:
-            self._corked = True
-            self.io_loop._call_before_poll(self._flush_cork)
-        return future
-
     def _flush_cork(self) -> None:
+        """Sends the writes ``write`` held back ("corked") this pass, before the loop polls.
+
+        ``write`` corks a reply (and reports it done at once) only while requests the application has
+        not read yet wait in the read buffer (pipelining): the replies to them follow within the same
+        pass, and one ``send`` for all of them costs what one costs for each.  The data goes out with
+        the next write made when no request is left unread, here before the loop polls, or when the
+        stream closes, whichever comes first.  (Tornado sends each write at once; see
+        docs/differences.md.)
+        """
         self._corked = False
         if self._closed or not self._write_buffer:
             return
