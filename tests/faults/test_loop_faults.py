@@ -179,26 +179,32 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
     threads = []
 
     def signaller():
-        # One at a time: the same signal sent twice before the handler ran would be delivered once.
-        # Aimed at the loop's thread: a process-wide kill() may be taken by any thread, and its
-        # handler then waits until the main thread next runs Python code.
-        for i in range(SIGNALS):
+        # One at a time, each after the previous one's handler ran (two pending signals of the same
+        # kind are delivered once).  Aimed at the loop's thread: a process-wide kill() may be taken by
+        # another thread.  CPython 3.11 may still leave a handler pending until the main thread next
+        # wakes (another thread can clear the eval breaker), so the wait is capped and a late handler
+        # simply covers two signals: what is checked is that each handler run adds exactly one callback.
+        for _ in range(SIGNALS):
             if stop_signalling.is_set():
                 return
+            seen = handled[0]
             signal.pthread_kill(main_ident, signal.SIGUSR1)
-            deadline = time.monotonic() + 10
-            while handled[0] <= i and time.monotonic() < deadline:
+            deadline = time.monotonic() + 1
+            while handled[0] == seen and time.monotonic() < deadline:
                 time.sleep(0.0005)
 
     def block():
         # The loop's own thread is busy here for the whole storm.
-        threads.extend(threading.Thread(target=adder, args=(t,), daemon=True) for t in range(THREADS))
-        threads.append(threading.Thread(target=signaller, daemon=True))
+        threads.extend(
+            threading.Thread(target=adder, args=(t,), name=f"adder-{t}", daemon=True) for t in range(THREADS)
+        )
+        threads.append(threading.Thread(target=signaller, name="signaller", daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(120)  # signal handlers run on this (the main) thread while it waits here
-        report["stuck_threads"] = sum(thread.is_alive() for thread in threads)
+        report["stuck_threads"] = [t.name for t in threads if t.is_alive()]
+        report["handled_at_join"] = handled[0]
         report["ran_while_blocked"] = sum(ran.values())
         if kind == "pipe-waker":
             # The pipe is full: one more byte would block, yet every add_callback above returned.
@@ -222,13 +228,13 @@ def test_callback_storm_from_threads_and_signals_while_the_loop_is_blocked(storm
         # Never let a straggling signal meet the default action (which ends the process).
         signal.signal(signal.SIGUSR1, signal.SIG_IGN if any(t.is_alive() for t in threads) else old)
 
-    assert report["stuck_threads"] == 0
+    assert report["stuck_threads"] == [], report
     assert report["ran_while_blocked"] == 0
     if kind == "pipe-waker":
         assert report["pipe_full"] is True
-    assert handled[0] == SIGNALS
+    assert SIGNALS // 2 <= handled[0] <= SIGNALS, handled[0]
     expected = {(t, i) for t in range(THREADS) for i in range(PER_THREAD)}
-    expected |= {("signal", n) for n in range(SIGNALS)}
+    expected |= {("signal", n) for n in range(handled[0])}
     assert set(ran) == expected
     assert set(ran.values()) == {1}
 
