@@ -1339,3 +1339,61 @@ def test_periodic_started_from_another_thread_via_add_callback(io_loop) -> None:
 
     run(io_loop, main)
     assert ticks == [threading.get_ident()] * 2
+
+
+# -- every poller this OS offers, chosen with TORNADO_LITE_POLLER ------------------------------------
+
+_POLLER_NAMES = [
+    name
+    for name, available in [
+        ("epoll", hasattr(__import__("select"), "epoll")),
+        ("kqueue", hasattr(__import__("select"), "kqueue")),
+        ("poll", hasattr(__import__("select"), "poll")),
+        ("select", True),
+        ("selectors", True),
+    ]
+    if available
+]
+
+
+@lite_only
+@pytest.mark.parametrize("poller", _POLLER_NAMES)
+def test_each_poller_delivers_read_write_and_none(monkeypatch, sockpair, poller):
+    monkeypatch.setenv("TORNADO_LITE_POLLER", poller)
+    loop = IOLoop(make_current=False)
+    try:
+        a, b = sockpair
+        a.setblocking(False)
+        seen = []
+
+        def handler(fd, events):
+            seen.append(events)
+            if events & IOLoop.READ:
+                a.recv(100)
+                loop.update_handler(a, IOLoop.WRITE)  # then writable, at once
+            elif events & IOLoop.WRITE:
+                loop.update_handler(a, IOLoop.NONE)  # silence: nothing more until asked
+                loop.call_later(0.05, loop.stop)
+
+        loop.add_handler(a, handler, IOLoop.READ)
+        b.send(b"x")
+        loop.call_later(SAFETY, loop.stop)
+        loop.start()
+        assert [bool(e & IOLoop.READ) for e in seen] == [True, False]
+        assert seen[1] & IOLoop.WRITE
+        # Interest again after NONE, then removal: no events for a removed fd.
+        loop.update_handler(a, IOLoop.READ)
+        b.send(b"y")
+        loop.remove_handler(a)
+        loop.call_later(0.05, loop.stop)
+        loop.start()
+        assert len(seen) == 2
+    finally:
+        loop.close()
+
+
+@lite_only
+def test_unknown_poller_name_is_refused(monkeypatch):
+    monkeypatch.setenv("TORNADO_LITE_POLLER", "carrier-pigeon")
+    with pytest.raises(ValueError, match="TORNADO_LITE_POLLER"):
+        IOLoop(make_current=False)

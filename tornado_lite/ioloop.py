@@ -10,8 +10,10 @@ One ``IOLoop`` per thread runs one pass after another, each pass in four phases:
 
 The loop knows fds, timers and callbacks — never streams, sockets' contents or servers.  The OS
 backend is a small poller object (register / modify / unregister / poll); only the poller knows the
-quirks of epoll, kqueue or the selectors module.  Set ``TORNADO_LITE_POLLER=selectors`` (or ``epoll``,
-``kqueue``) before a loop is created to choose the backend; the default is the platform's best.
+quirks of epoll, kqueue, poll(2) or the selectors module.  ``TORNADO_LITE_POLLER`` chooses the
+backend when a loop is created: ``selectors`` (the portable fallback: poll(2) where the OS has it,
+else the selectors module), or ``epoll``, ``kqueue``, ``poll``, ``select``; the default is the
+platform's best.
 """
 
 import collections
@@ -170,62 +172,137 @@ class _KQueuePoller:
         self._kqueue.close()
 
 
-class _SelectorsPoller:
-    """The portable fallback, on the selectors module's poll() (or select()) implementation.
+class _InterestPoller:
+    """What the two portable fallbacks share: the interest each fd asked for, kept here.
 
-    selectors refuses to register an fd with no interest, while Tornado allows ``IOLoop.NONE``: such
-    an fd is remembered here and left out of the selector until it asks for something again.  Errors
-    and hang-ups arrive from selectors as readable/writable, which is what a stream needs to notice them.
+    The OS call they wrap (poll(2), or the selectors module) refuses an fd with no interest, while
+    Tornado allows ``IOLoop.NONE``: such an fd is remembered here and left out of the OS set until it
+    asks for something again.  Errors and hang-ups come back as readable/writable (whichever the fd
+    watches), which is what a stream needs to notice them.  Subclasses provide ``_os_set(fd, events,
+    known)`` (start or change watching ``events``, non-empty), ``_os_forget(fd)`` and ``poll``.
     """
 
-    __slots__ = ("_selector", "_interest")
-
-    name = "selectors"
+    __slots__ = ("_interest",)
 
     def __init__(self) -> None:
-        factory = getattr(selectors, "PollSelector", selectors.SelectSelector)
-        self._selector: selectors.BaseSelector = factory()
         self._interest: Dict[int, int] = {}
 
     def fileno(self) -> int:
         return -1
 
-    @staticmethod
-    def _mask(events: int) -> int:
+    def register(self, fd: int, events: int) -> None:
+        if fd in self._interest:
+            raise FileExistsError(f"fd {fd} already registered")
+        self._interest[fd] = events
+        if events & (_READ | _WRITE):
+            self._os_set(fd, events, False)
+
+    def modify(self, fd: int, events: int) -> None:
+        old = self._interest[fd] & (_READ | _WRITE)
+        new = events & (_READ | _WRITE)
+        self._interest[fd] = events
+        if new:
+            if new != old:
+                self._os_set(fd, new, bool(old))
+        elif old:
+            self._os_forget(fd)
+
+    def unregister(self, fd: int) -> None:
+        events = self._interest.pop(fd, None)
+        if events is not None and events & (_READ | _WRITE):
+            self._os_forget(fd)
+
+    def _os_set(self, fd: int, events: int, known: bool) -> None:
+        raise NotImplementedError
+
+    def _os_forget(self, fd: int) -> None:
+        raise NotImplementedError
+
+
+class _PollPoller(_InterestPoller):
+    """The portable fallback where the OS has poll(2) (every Unix): poll used directly.
+
+    Not through the selectors module, whose PollSelector reports POLLNVAL (a descriptor closed while
+    still registered) as plain readiness: every poll would then return at once for it (a busy loop),
+    and once its number was reused, the new file's readiness would go to the old handler.  Here such
+    a descriptor leaves the set by itself, as a closed fd does with epoll and kqueue.
+    """
+
+    __slots__ = ("_poll",)
+
+    name = "poll"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poll = select.poll()
+
+    def _os_set(self, fd: int, events: int, known: bool) -> None:
+        mask = 0
+        if events & _READ:
+            mask |= select.POLLIN
+        if events & _WRITE:
+            mask |= select.POLLOUT
+        self._poll.register(fd, mask)  # registering again replaces the mask
+
+    def _os_forget(self, fd: int) -> None:
+        try:
+            self._poll.unregister(fd)
+        except KeyError:
+            pass  # dropped already: it was reported closed
+
+    def poll(self, timeout: float) -> List[Tuple[int, int]]:
+        result = []
+        interest = self._interest
+        for fd, event in self._poll.poll(math.ceil(timeout * 1000)):
+            if event & select.POLLNVAL:
+                self._os_forget(fd)  # closed behind the loop's back: nothing more will come from it
+                continue
+            bits = 0
+            if event & ~select.POLLOUT:
+                bits |= _READ
+            if event & ~select.POLLIN:
+                bits |= _WRITE
+            bits &= interest.get(fd, 0)
+            if bits:
+                result.append((fd, bits))
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+class _SelectorsPoller(_InterestPoller):
+    """The fallback of last resort, on the selectors module (select(2) where nothing better exists).
+
+    Used where the OS has no poll(2), or when asked for with ``TORNADO_LITE_POLLER=select``.  The
+    selectors module cannot tell a closed descriptor from a ready one; the loop's handlers notice
+    the closed file when they try it.
+    """
+
+    __slots__ = ("_selector",)
+
+    name = "select"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._selector: selectors.BaseSelector = selectors.SelectSelector()
+
+    def _os_set(self, fd: int, events: int, known: bool) -> None:
         mask = 0
         if events & _READ:
             mask |= selectors.EVENT_READ
         if events & _WRITE:
             mask |= selectors.EVENT_WRITE
-        return mask
-
-    def register(self, fd: int, events: int) -> None:
-        if fd in self._interest:
-            raise FileExistsError(f"fd {fd} already registered")
-        self._interest[fd] = events
-        mask = self._mask(events)
-        if mask:
+        if known:
+            self._selector.modify(fd, mask)
+        else:
             self._selector.register(fd, mask)
 
-    def modify(self, fd: int, events: int) -> None:
-        old = self._mask(self._interest[fd])
-        new = self._mask(events)
-        self._interest[fd] = events
-        if old and new:
-            if old != new:
-                self._selector.modify(fd, new)
-        elif old:
+    def _os_forget(self, fd: int) -> None:
+        try:
             self._selector.unregister(fd)
-        elif new:
-            self._selector.register(fd, new)
-
-    def unregister(self, fd: int) -> None:
-        events = self._interest.pop(fd, None)
-        if events is not None and self._mask(events):
-            try:
-                self._selector.unregister(fd)
-            except (KeyError, ValueError, OSError):
-                pass
+        except (KeyError, ValueError, OSError):
+            pass
 
     def poll(self, timeout: float) -> List[Tuple[int, int]]:
         result = []
@@ -242,95 +319,20 @@ class _SelectorsPoller:
         self._selector.close()
 
 
-class _PollPoller:
-    """The portable fallback where the OS has poll(2) (every Unix): poll used directly.
-
-    Not through the selectors module, whose PollSelector reports POLLNVAL (a descriptor closed while
-    still registered) as plain readiness: every poll would then return at once for it (a busy loop),
-    and once its number was reused, the new file's readiness would go to the old handler.  Here such
-    a descriptor leaves the set by itself, as a closed fd does with epoll and kqueue.  Otherwise it
-    behaves as ``_SelectorsPoller``: an fd with no interest is left out, errors and hang-ups are
-    reported as readable/writable (whichever it watches).
-    """
-
-    __slots__ = ("_poll", "_interest")
-
-    name = "selectors"
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-        self._interest: Dict[int, int] = {}
-
-    def fileno(self) -> int:
-        return -1
-
-    @staticmethod
-    def _mask(events: int) -> int:
-        mask = 0
-        if events & _READ:
-            mask |= select.POLLIN
-        if events & _WRITE:
-            mask |= select.POLLOUT
-        return mask
-
-    def register(self, fd: int, events: int) -> None:
-        if fd in self._interest:
-            raise FileExistsError(f"fd {fd} already registered")
-        self._interest[fd] = events
-        mask = self._mask(events)
-        if mask:
-            self._poll.register(fd, mask)
-
-    def modify(self, fd: int, events: int) -> None:
-        old = self._mask(self._interest[fd])
-        self._interest[fd] = events
-        mask = self._mask(events)
-        if mask:
-            self._poll.register(fd, mask)  # registering again replaces the mask
-        elif old:
-            self._forget(fd)
-
-    def unregister(self, fd: int) -> None:
-        if self._interest.pop(fd, None) is not None:
-            self._forget(fd)
-
-    def _forget(self, fd: int) -> None:
-        try:
-            self._poll.unregister(fd)
-        except KeyError:
-            pass  # dropped already: it was reported closed
-
-    def poll(self, timeout: float) -> List[Tuple[int, int]]:
-        result = []
-        interest = self._interest
-        for fd, event in self._poll.poll(math.ceil(timeout * 1000)):
-            if event & select.POLLNVAL:
-                self._forget(fd)  # closed behind the loop's back: nothing more will come from it
-                continue
-            bits = 0
-            if event & ~select.POLLOUT:
-                bits |= _READ
-            if event & ~select.POLLIN:
-                bits |= _WRITE
-            bits &= interest.get(fd, 0)
-            if bits:
-                result.append((fd, bits))
-        return result
-
-    def close(self) -> None:
-        pass
-
-
-# TORNADO_LITE_POLLER=selectors: poll(2) itself where there is one, the selectors module elsewhere.
+# TORNADO_LITE_POLLER=selectors: the portable fallback, poll(2) itself where there is one.
 _FALLBACK_POLLER: Any = _PollPoller if hasattr(select, "poll") else _SelectorsPoller
 
-_POLLERS = {"epoll": _EPollPoller, "kqueue": _KQueuePoller, "selectors": _FALLBACK_POLLER}
+_POLLERS = {
+    "epoll": _EPollPoller,
+    "kqueue": _KQueuePoller,
+    "selectors": _FALLBACK_POLLER,
+    "poll": _PollPoller,
+    "select": _SelectorsPoller,
+}
 
 
 def _make_poller() -> Any:
     choice = os.environ.get("TORNADO_LITE_POLLER", "").strip().lower()
-    if choice in ("select", "poll"):
-        choice = "selectors"
     if choice:
         if choice not in _POLLERS:
             raise ValueError(f"TORNADO_LITE_POLLER={choice!r}: expected one of {sorted(_POLLERS)}")
