@@ -262,12 +262,14 @@ MIX = [
 ]
 
 
-def worker(clients: Clients, seed: int, until: float, tally: Tally) -> None:
+def worker(clients: Clients, seed: int, until: float, tally: Tally, every_first: bool = False) -> None:
     rng = random.Random(seed)
     names = [name for name, _ in MIX]
     weights = [weight for _, weight in MIX]
+    # In the warm-up each scenario runs once first, so the server meets all of them before its RSS is taken.
+    first = rng.sample(names, len(names)) if every_first else []
     while time.monotonic() < until:
-        name = rng.choices(names, weights)[0]
+        name = first.pop() if first else rng.choices(names, weights)[0]
         tally.count("runs", name)
         try:
             getattr(clients, name)(rng)
@@ -284,10 +286,10 @@ def worker(clients: Clients, seed: int, until: float, tally: Tally) -> None:
                     tally.examples.append(f"{name}: {e!r}")
 
 
-def run_phase(clients: Clients, workers: int, seconds: float, seed: int, tally: Tally) -> None:
+def run_phase(clients: Clients, workers: int, seconds: float, seed: int, tally: Tally, warmup: bool) -> None:
     until = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=worker, args=(clients, seed * 1000 + i, until, tally), daemon=True)
+        threading.Thread(target=worker, args=(clients, seed * 1000 + i, until, tally, warmup), daemon=True)
         for i in range(workers)
     ]
     for thread in threads:
@@ -374,11 +376,11 @@ def main() -> int:
         fds_start = proc_fds(server.pid)
         client_fds_start = len(os.listdir("/proc/self/fd"))
         monitor.start()
-        run_phase(clients, args.workers, warmup, args.seed, tally)
+        run_phase(clients, args.workers, warmup, args.seed, tally, warmup=True)
         after_warmup = quiesce(server)
         rss_warm = proc_status(server.pid, "VmRSS")
         fds_warm = proc_fds(server.pid)
-        run_phase(clients, args.workers, main_phase, args.seed + 1, tally)
+        run_phase(clients, args.workers, main_phase, args.seed + 1, tally, warmup=False)
         final = quiesce(server)
         rss_end = proc_status(server.pid, "VmRSS")
         rss_peak = max(monitor.peak, proc_status(server.pid, "VmHWM"))
