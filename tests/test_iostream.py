@@ -1143,3 +1143,68 @@ def test_corked_reply_is_sent_when_the_stream_closes_at_once(io_loop):
         peer.close()
 
     run(io_loop, main)
+
+
+def test_corked_bytearray_reply_is_copied(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        peer.sendall(b"one\ntwo\n")
+        line = await stream.read_until(b"\n")
+        reply = bytearray(line)
+        future = stream.write(reply)
+        assert future.done()  # corked: reported written at once, so the caller may reuse its buffer
+        reply[:] = b"XXXX"
+        await stream.write(await stream.read_until(b"\n"))
+        assert _recv_exactly(peer, 8) == b"one\ntwo\n"
+        stream.close()
+        peer.close()
+
+    run(io_loop, main)
+
+
+def test_empty_write_after_corked_replies_keeps_order(io_loop):
+    async def main():
+        stream, peer = _socketpair_streams()
+        peer.sendall(b"a\nb\nc\n")
+        await stream.write(await stream.read_until(b"\n"))
+        await stream.write(b"")
+        await stream.write(await stream.read_until(b"\n"))
+        await stream.write(bytearray())
+        await _echo_lines(stream, 1)
+        assert _recv_exactly(peer, 6) == b"a\nb\nc\n"
+        stream.close()
+        peer.close()
+
+    run(io_loop, main)
+
+
+def test_start_tls_after_a_corked_reply_sends_it_in_the_clear_first(io_loop):
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client_ctx)
+
+    async def main():
+        a, b = socket.socketpair()
+        server, client = IOStream(a), IOStream(b)
+        # The client sends a command and STARTTLS in one go; the server's reply to the first is
+        # corked (STARTTLS is still unread), and it must go out before the handshake starts.
+        await client.write(b"NOOP\r\nSTARTTLS\r\n")
+        assert await server.read_until(b"\r\n") == b"NOOP\r\n"
+        assert server.write(b"250 ok\r\n").done()
+        assert await server.read_until(b"\r\n") == b"STARTTLS\r\n"
+        server_future = server.start_tls(True, server_ctx)  # not refused: nothing unsent is left
+        assert await client.read_until(b"\r\n") == b"250 ok\r\n"
+        client = await client.start_tls(False, client_ctx, server_hostname="localhost")
+        server = await server_future
+        await client.write(b"secret\n")
+        assert await server.read_until(b"\n") == b"secret\n"
+        client.close()
+        server.close()
+
+    run(io_loop, main)

@@ -111,6 +111,9 @@ class _ReadBuffer:
     immutable ``bytes`` moves the unread part into a bytearray once; after that, data is appended in
     place.  The consumed prefix of a bytearray is dropped once it is more than half of it, so the
     cost of all drops stays linear in the bytes received.
+
+    Invariant (the stream's hot paths test ``_data`` for truth on the strength of it): once all of
+    ``_data`` is consumed it is replaced by ``b""``, so a non-empty ``_data`` always has unread bytes.
     """
 
     __slots__ = ("_data", "_pos")
@@ -365,7 +368,8 @@ class BaseIOStream:
         "_bytes_read",
         "_bytes_written",
         "_tracker",
-        "_corked",
+        "_cork",
+        "_cork_room",
         "__dict__",
         "__weakref__",
     )
@@ -431,9 +435,12 @@ class BaseIOStream:
         # Set by a TCPServer that counts this connection: told (``stream_closed(stream)``) when the
         # stream closes, and (``stream_replaced(old, new)``) when start_tls hands it to a new stream.
         self._tracker: Any = None
-        # True while the write buffer holds corked data (writes already reported done) and a send
-        # of it is due before the loop next polls (see ``_cork``).
-        self._corked = False
+        # Replies held back ("corked") while pipelined requests wait unread: a list of bytes, already
+        # reported written, sent together by the next write that cannot join them, before the loop
+        # next polls, or at close (see ``_flush_cork``).  While it is non-empty the write buffer is
+        # empty and no write future is queued.  ``_cork_room``: how many more bytes it may take.
+        self._cork: Optional[list] = None
+        self._cork_room = 0
 
     # -- what a subclass provides -----------------------------------------------------------------
 
@@ -498,32 +505,38 @@ class BaseIOStream:
 
         With ``max_bytes``, the stream is closed when the delimiter is not found within that many bytes.
         """
-        if self._read_future is not None:
-            self._start_read()  # raises the right error
         buffer = self._read_buffer
         data = buffer._data
-        if type(data) is bytes and buffer._pos < len(data):
+        if data and type(data) is bytes:
             # Pipelined requests: the line is already here.  Served straight from the buffer, with no
-            # read state set up (nothing will wait for it).
+            # read state set up (nothing will wait for it).  (Consumed data is always dropped: a
+            # non-empty ``_data`` has unread bytes.)
             start = buffer._pos
             loc = data.find(delimiter, start)
-            if loc >= 0:
-                end = loc + len(delimiter)
-                if max_bytes is None or end - start <= max_bytes:
-                    if end == len(data):
-                        result = data if start == 0 else data[start:]
-                        buffer._data = b""
-                        buffer._pos = 0
-                    else:
-                        result = data[start:end]
-                        buffer._pos = end
-                    done: Future[bytes] = Future()
-                    done._result = result
-                    done._state = _FINISHED
-                    state = self._state
-                    if (state is None or state == _ERROR) and self._close_callback is not None:
-                        self._maybe_add_error_listener()
-                    return done
+            end = loc + len(delimiter)
+            # ``end > start`` leaves an empty delimiter to the general path.
+            if (
+                loc >= 0
+                and end > start
+                and (max_bytes is None or end - start <= max_bytes)
+                and self._read_future is None
+            ):
+                if end < len(data):
+                    result = data[start:end]
+                    buffer._pos = end
+                else:
+                    result = data if start == 0 else data[start:]
+                    buffer._data = b""
+                    buffer._pos = 0
+                done: Future[bytes] = Future()
+                done._result = result
+                done._state = _FINISHED
+                state = self._state
+                if (state is None or state == _ERROR) and self._close_callback is not None:
+                    self._maybe_add_error_listener()
+                return done
+        if self._read_future is not None:
+            self._start_read()  # raises the right error
         future: Future[bytes] = Future()
         future._loop = self.io_loop
         self._read_future = future
@@ -620,6 +633,19 @@ class BaseIOStream:
         Data is sent at once when nothing is queued ahead of it; a large bytes-like object is queued
         without a copy, so a bytearray must not be changed until its write's future resolves.
         """
+        cork = self._cork
+        if cork:
+            # Another reply to a pipelined request while the earlier ones are corked: it joins them
+            # if a request is still unread.  Checked first and with as little as possible, since it
+            # runs once per pipelined reply.  (A non-empty cork means: open, nothing queued.)
+            if type(data) is bytes and self._read_buffer._data:  # (a non-empty _data is unread)
+                room = self._cork_room - len(data)
+                if room >= 0:
+                    cork.append(data)
+                    self._cork_room = room
+                    done: Future[None] = Future()
+                    done._state = _FINISHED
+                    return done
         if self._closed:
             raise StreamClosedError(real_error=self.error)
         future: Future[None] = Future()
@@ -627,35 +653,38 @@ class BaseIOStream:
             if type(data) is memoryview:
                 data = data.cast("B")  # len() must count bytes, whatever the item format
             size = len(data)
-            buffer = self._write_buffer
-            pending = 0 if buffer is None else buffer._size
-            read_buffer = self._read_buffer
-            if (
-                read_buffer._pos < len(read_buffer._data)
-                and (not pending or self._corked)
-                and pending + size <= _CORK_LIMIT
-                and not self._write_futures
-                and not self._connecting
-                and self._plain_handle_write
-                and (self.max_write_buffer_size is None or pending + size <= self.max_write_buffer_size)
-            ):
-                # _cork, inlined: this runs once per pipelined reply.
-                if buffer is None:
-                    buffer = self._write_buffer = _StreamBuffer()
-                buffer.append(data)
-                self._total_write_index += size
-                future._state = _FINISHED
-                if not self._corked:
-                    self._corked = True
-                    self.io_loop._call_before_poll(self._flush_cork)
-                return future
-            if self._corked and pending and self.max_write_buffer_size is not None:
-                # Corked bytes count as sent for the caller: make room for them in the kernel first
-                # rather than let them count against this write's buffer limit.
-                self._handle_write()
+            if self._read_buffer._data and self._plain_handle_write:
+                if cork:
+                    room = self._cork_room
+                else:
+                    room = self._cork_start_room()
+                if size <= room:
+                    # A reply while requests wait unread (pipelining): corked, reported done at once.
+                    # A copy of a mutable object, since the caller may reuse it from now on.
+                    if type(data) is not bytes:
+                        data = bytes(data)
+                    if cork:
+                        cork.append(data)
+                    else:
+                        self._cork = [data]
+                        self.io_loop._call_before_poll(self._flush_cork)
+                    self._cork_room = room - size
+                    future._state = _FINISHED
+                    return future
+            if cork:
+                # This write cannot join the corked replies: they go first.
+                self._cork = None
+                if self.max_write_buffer_size is None and size <= _CORK_LIMIT:
+                    # The usual end of a pipelined batch (its last request read): one send for all.
+                    cork.append(data if type(data) is bytes else bytes(data))
+                    joined = b"".join(cork)
+                    return self._write_now(joined, len(joined), future)
+                # Corked bytes count as sent for the caller: they go to the kernel first rather than
+                # count against this write's buffer limit.
+                self._send_cork(cork)
                 if self._closed:
                     raise StreamClosedError(real_error=self.error)
-                buffer = self._write_buffer
+            buffer = self._write_buffer
             if buffer is None or not buffer._size:
                 limit = self.max_write_buffer_size
                 if limit is not None and size > limit:
@@ -668,6 +697,12 @@ class BaseIOStream:
             if buffer is None:
                 buffer = self._write_buffer = _StreamBuffer()
             buffer.append(data)
+        elif cork:
+            # An empty write after corked ones resolves only once they are in the kernel (as in order).
+            self._cork = None
+            self._send_cork(cork)
+            if self._closed:
+                raise StreamClosedError(real_error=self.error)
         self._queue_write_future(future)
         if not self._connecting:
             self._handle_write()
@@ -675,6 +710,14 @@ class BaseIOStream:
                 self._watch_write()
             self._maybe_add_error_listener()
         return future
+
+    def _cork_start_room(self) -> int:
+        """How much a new cork may hold: 0 unless nothing at all is queued for the kernel."""
+        buffer = self._write_buffer
+        if (buffer is not None and buffer._size) or self._write_futures or self._connecting:
+            return 0
+        limit = self.max_write_buffer_size
+        return _CORK_LIMIT if limit is None or limit > _CORK_LIMIT else limit
 
     def _write_now(self, data: Any, size: int, future: "Future[None]") -> "Future[None]":
         """``write`` with nothing queued ahead: straight to the kernel, queueing only what it refuses."""
@@ -715,7 +758,7 @@ class BaseIOStream:
         return future
 
     def _flush_cork(self) -> None:
-        """Sends the writes ``write`` held back ("corked") this pass, before the loop polls.
+        """Sends the replies ``write`` held back ("corked") this pass, before the loop polls.
 
         ``write`` corks a reply (and reports it done at once) only while requests the application has
         not read yet wait in the read buffer (pipelining): the replies to them follow within the same
@@ -724,11 +767,31 @@ class BaseIOStream:
         stream closes, whichever comes first.  (Tornado sends each write at once; see
         docs/differences.md.)
         """
-        self._corked = False
-        if self._closed or not self._write_buffer:
+        cork = self._cork
+        if cork:
+            self._cork = None
+            self._send_cork(cork)
+
+    def _send_cork(self, cork: list) -> None:
+        """Hands the corked replies to the kernel; what it refuses is queued (the write buffer is empty)."""
+        data = cork[0] if len(cork) == 1 else b"".join(cork)
+        size = len(data)
+        try:
+            sent = self.write_to_fd(data)  # type: ignore[arg-type]
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self._on_write_error(e)
             return
-        self._handle_write()
-        if self._write_buffer and not self._closed:
+        self._bytes_written += sent
+        if sent < size:
+            self._total_write_index += size
+            self._total_write_done_index += sent
+            buffer = self._write_buffer
+            if buffer is None:
+                buffer = self._write_buffer = _StreamBuffer()
+            with memoryview(data) as view:
+                buffer.append(view[sent:])
             self._watch_write()
 
     def _watch_write(self) -> None:
@@ -801,7 +864,7 @@ class BaseIOStream:
                     pos = None
                 if pos is not None:
                     self._finish_read(pos)
-            if self._corked:
+            if self._cork:
                 self._send_corked_before_close()
             if self._state is not None:
                 self.io_loop.remove_handler(self.fileno())
@@ -816,22 +879,20 @@ class BaseIOStream:
 
     def _send_corked_before_close(self) -> None:
         """Writes that were reported done must reach the kernel even if the stream closes this pass."""
-        self._corked = False
-        buffer = self._write_buffer
-        if self.error is not None or not buffer:
+        cork = self._cork
+        self._cork = None
+        if self.error is not None or not cork:
             return
-        try:
-            while buffer:
-                with buffer.peek(buffer._size) as data:
+        with memoryview(b"".join(cork)) as data:
+            try:
+                while data:
                     sent = self.write_to_fd(data)
-                if not sent:
-                    break
-                buffer.advance(sent)
-                self._total_write_done_index += sent
-                self._bytes_written += sent
-        except OSError:
-            pass  # the peer is gone: the close goes ahead either way
-        self._resolve_written_futures()
+                    if not sent:
+                        break
+                    self._bytes_written += sent
+                    data = data[sent:]
+            except OSError:
+                pass  # the peer is gone (or the kernel is full): the close goes ahead either way
 
     def _signal_closed(self) -> None:
         error = self.error
@@ -871,6 +932,7 @@ class BaseIOStream:
         if buffer is not None:
             buffer.clear()  # releases views of callers' data that never went out
         self._write_buffer = None
+        self._cork = None
 
     def reading(self) -> bool:
         """True while a read is pending."""
@@ -878,7 +940,7 @@ class BaseIOStream:
 
     def writing(self) -> bool:
         """True while written data is waiting to go to the kernel."""
-        return bool(self._write_buffer)
+        return bool(self._write_buffer) or bool(self._cork)
 
     def closed(self) -> bool:
         return self._closed
@@ -1489,6 +1551,8 @@ class IOStream(BaseIOStream):
         callback moves to the new stream, and this stream must not be used any more.  Cancelling the
         future closes the new stream and its socket.
         """
+        if self._cork:
+            self._flush_cork()  # replies reported written go out in the clear, before the handshake
         if (
             self._read_future is not None
             or self._write_futures
