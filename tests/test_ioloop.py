@@ -1397,3 +1397,4 @@ def test_unknown_poller_name_is_refused(monkeypatch):
     monkeypatch.setenv("TORNADO_LITE_POLLER", "carrier-pigeon")
     with pytest.raises(ValueError, match="TORNADO_LITE_POLLER"):
         IOLoop(make_current=False)
+

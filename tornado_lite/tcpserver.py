@@ -51,6 +51,8 @@ __all__ = [
 _UNWIND_PASSES = 10
 
 
+_MIN_SWEEP_SECONDS = 0.01
+
 class IdleTimeoutError(TimeoutError):
     """Why a stream was closed: no byte went either way for ``idle_timeout`` seconds.
 
@@ -548,7 +550,9 @@ class TCPServer:
         loop = self._io_loop
         if not timeouts or loop is None:
             return  # both turned off since (they are plain attributes)
-        self._sweep_timer = loop.call_later(min(timeouts) / 4, self._sweep)
+        # A floor on the period: timeouts set to 0 (or tiny) after construction must not make the
+        # sweep run on every loop pass.
+        self._sweep_timer = loop.call_later(max(min(timeouts) / 4, _MIN_SWEEP_SECONDS), self._sweep)
 
     def _sweep(self) -> None:
         """Closes the streams past their idle or handshake timeout; runs only while there are streams."""
