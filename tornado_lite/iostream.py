@@ -356,11 +356,7 @@ class BaseIOStream:
         "_read_max_bytes",
         "_read_partial",
         "_read_scan",
-        "_user_buffer",
-        "_user_filled",
         "_close_callback",
-        "_connect_future",
-        "_ssl_connect_future",
         "_connecting",
         "_state",
         "_closed",
@@ -373,6 +369,14 @@ class BaseIOStream:
         "__dict__",
         "__weakref__",
     )
+
+    # Needed only by some streams (read_into, connect, TLS): class-level defaults rather than slots, so a
+    # server's idle connection does not carry them; a stream that sets one gets it in its ``__dict__``
+    # (a TLS stream has ``_ssl_connect_future`` as a slot of its own).
+    _user_buffer: Any = None
+    _user_filled = 0
+    _connect_future: Optional[Future] = None
+    _ssl_connect_future: Optional[Future] = None
 
     # True when ``_handle_write`` is this class's own: ``write`` may then send straight away without
     # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
@@ -414,12 +418,7 @@ class BaseIOStream:
         self._read_max_bytes: Optional[int] = None
         self._read_partial = False
         self._read_scan = 0
-        self._user_buffer: Any = None
-        self._user_filled = 0
         self._close_callback: Optional[Callable[[], None]] = None
-        self._connect_future: Optional[Future] = None
-        # Used by a TLS subclass; failed here with the real error when the stream closes.
-        self._ssl_connect_future: Optional[Future] = None
         self._connecting = False
         # The events the loop watches for us (None: not registered with the loop at all).
         self._state: Optional[int] = None
@@ -1347,8 +1346,9 @@ class BaseIOStream:
         self._read_target = None
         self._read_max_bytes = None
         self._read_partial = False
-        self._user_buffer = None
-        self._user_filled = 0
+        if self._user_buffer is not None:
+            self._user_buffer = None
+            self._user_filled = 0
 
     def _start_read(self) -> Future:
         if self._read_future is not None:
@@ -1698,6 +1698,7 @@ class SSLIOStream(IOStream):
     """
 
     __slots__ = (
+        "_ssl_connect_future",
         "_ssl_options",
         "_ssl_accepting",
         "_handshake_reading",
@@ -1715,6 +1716,8 @@ class SSLIOStream(IOStream):
             ssl_options if ssl_options is not None else _client_ssl_defaults()
         )
         super().__init__(*args, **kwargs)
+        # Failed with the real error (not StreamClosedError) when the stream closes.
+        self._ssl_connect_future: Optional[Future] = None
         self._ssl_accepting = True
         self._handshake_reading = False
         self._handshake_writing = False
