@@ -27,7 +27,6 @@ import os
 import random
 import select
 import selectors
-import signal
 import sys
 import threading
 import time
@@ -613,7 +612,6 @@ class IOLoop(Configurable):
         self._dispatching = False
         self._polling = False
         self._before_poll: List[Callable[[], None]] = []
-        self._signal_pipe: Optional[Tuple[int, int]] = None
         self._waker = _Waker()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
@@ -629,11 +627,9 @@ class IOLoop(Configurable):
         if self._closing:
             return
         self._closing = True
-        own_fds = {self._waker.fileno()}
-        if self._signal_pipe is not None:
-            own_fds.add(self._signal_pipe[0])
+        waker_fd = self._waker.fileno()
         for fd, (fileobj, _) in list(self._handlers.items()):
-            if fd in own_fds:
+            if fd == waker_fd:
                 continue  # the loop's own: closed below
             self.remove_handler(fd)
             if all_fds:
@@ -641,10 +637,6 @@ class IOLoop(Configurable):
         self._handlers.clear()
         self._poller.close()
         self._waker.close()
-        if self._signal_pipe is not None:
-            for fd in self._signal_pipe:
-                os.close(fd)
-            self._signal_pipe = None
         self._callbacks.clear()
         self._timeouts.clear()
         if self._watchdog is not None:
@@ -666,45 +658,13 @@ class IOLoop(Configurable):
         _local.loop = self
         self._running = True
         self._thread_ident = _get_ident()
-        old_wakeup_fd = self._watch_signals()
         try:
             self._run_passes()
         finally:
-            if old_wakeup_fd is not None:
-                signal.set_wakeup_fd(old_wakeup_fd)
             self._running = False
             self._stopped = False
             self._thread_ident = None
             _local.loop = previous
-
-    def _watch_signals(self) -> Optional[int]:
-        """On the main thread, makes a signal wake this loop's poll; returns the wakeup fd it replaced.
-
-        Python runs signal handlers on the main thread, between bytecodes.  If the OS delivers the
-        signal to another thread while the main thread sleeps in poll, nothing interrupts the poll and
-        the handler waits until some other event arrives.  ``signal.set_wakeup_fd`` makes the C-level
-        handler write a byte to a pipe the loop watches, whichever thread the signal lands on.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        pipe = self._signal_pipe
-        if pipe is None:
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(read_fd, False)
-            os.set_blocking(write_fd, False)
-            pipe = self._signal_pipe = (read_fd, write_fd)
-            self.add_handler(read_fd, self._drain_signal_pipe, _READ)
-        try:
-            return signal.set_wakeup_fd(pipe[1], warn_on_full_buffer=False)
-        except ValueError:
-            return None
-
-    def _drain_signal_pipe(self, fd: int, events: int) -> None:
-        try:
-            while os.read(fd, 4096):
-                pass
-        except OSError:
-            pass
 
     def stop(self) -> None:
         """Stops the loop after the current pass; a stop before ``start()`` makes the next start one pass."""
@@ -855,7 +815,7 @@ class IOLoop(Configurable):
         worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
         """
         snapshot = self._stats.snapshot(
-            handlers=len(self._handlers) - (1 if self._signal_pipe is None else 2),  # not the loop's own
+            handlers=len(self._handlers) - 1,  # not the waker
             timers_pending=len(self._timeouts) - self._cancellations,
             callbacks_pending=len(self._callbacks),
         )
