@@ -343,8 +343,6 @@ class BaseIOStream:
         "io_loop",
         "max_buffer_size",
         "read_chunk_size",
-        "max_write_buffer_size",
-        "error",
         "_read_buffer",
         "_write_buffer",
         "_total_write_index",
@@ -375,6 +373,10 @@ class BaseIOStream:
     # (a TLS stream has ``_ssl_connect_future`` as a slot of its own).
     _user_buffer: Any = None
     _user_filled = 0
+    # Likewise the public ``error`` (set when a close has a cause) and ``max_write_buffer_size`` (set
+    # when a limit is given): None until then.
+    error: Optional[BaseException] = None
+    max_write_buffer_size: Optional[int] = None
     _connect_future: Optional[Future] = None
     _ssl_connect_future: Optional[Future] = None
 
@@ -404,8 +406,8 @@ class BaseIOStream:
         self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
         # A chunk as large as the whole buffer would overflow it on the first read.
         self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
-        self.max_write_buffer_size = max_write_buffer_size
-        self.error: Optional[BaseException] = None
+        if max_write_buffer_size is not None:
+            self.max_write_buffer_size = max_write_buffer_size
         self._read_buffer = _ReadBuffer()
         # The write side is allocated on first need: most writes go straight to the kernel.
         self._write_buffer: Optional[_StreamBuffer] = None
