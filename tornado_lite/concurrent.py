@@ -196,7 +196,7 @@ class Future(typing.Generic[_T]):
             if loop is None:
                 fn(self)
             else:
-                loop._schedule_future_callback(fn, self)
+                loop._schedule_future_callbacks((fn,), self)
             return
         if self._callbacks is None:
             self._callbacks = [fn]

@@ -33,7 +33,7 @@ import time
 import typing
 import warnings
 from inspect import isawaitable
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from tornado_lite import concurrent as _concurrent
 from tornado_lite.concurrent import (
@@ -909,18 +909,14 @@ class IOLoop(Configurable):
     def _add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
         # The same without the deprecation warning, for tornado_lite's own signal handlers (a warning
         # raised inside a signal handler would surface in whatever code the signal interrupted).
-        if kwargs:
-            callback = functools.partial(callback, *args, **kwargs)
-            args = ()
-        if self._closing:
-            return
-        self._callbacks.append((callback, args))
-        self._waker.wake()
+        self.add_callback(callback, *args, **kwargs)
+        if not self._closing:
+            self._waker.wake()
 
     def spawn_callback(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
         self.add_callback(callback, *args, **kwargs)
 
-    def _schedule_future_callbacks(self, callbacks: List[Callable], future: Any) -> None:
+    def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
         # Called by Future when it resolves with callbacks waiting: all run on a later pass.
         append = self._callbacks.append
         args = (future,)
@@ -928,12 +924,6 @@ class IOLoop(Configurable):
             append((callback, args))
         ident = self._thread_ident
         if ident is not None and ident != _get_ident():
-            self._waker.wake()
-
-    def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
-        # Called by Future when it resolves: run its done-callbacks on a later pass of this loop.
-        self._callbacks.append((callback, (future,)))
-        if self._thread_ident is not None and self._thread_ident != _get_ident():
             self._waker.wake()
 
     def add_future(

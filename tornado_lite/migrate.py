@@ -14,8 +14,8 @@ formatting survive.  What it rewrites:
 - ``import asyncio`` is dropped once nothing uses it.
 
 Anything else from asyncio, and Tornado's HTTP layer (``tornado.web``, ``tornado.httpserver``, ...),
-is reported, not changed.  This tool is a developer utility: it is not part of the runtime layers and
-imports nothing from tornado_lite.
+is reported, not changed.  This tool is a developer utility, not part of the runtime layers: it
+imports only the package's list of its modules.
 """
 
 import argparse
@@ -27,24 +27,10 @@ import sys
 import tokenize
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
-CORE_MODULES = frozenset(
-    [
-        "concurrent",
-        "gen",
-        "ioloop",
-        "iostream",
-        "locks",
-        "log",
-        "netutil",
-        "options",
-        "process",
-        "queues",
-        "tcpclient",
-        "tcpserver",
-        "testing",
-        "util",
-    ]
-)
+from tornado_lite import _SUBMODULES
+
+# The modules tornado_lite provides (the package's own list, less this tool).
+CORE_MODULES = _SUBMODULES - {"migrate"}
 
 # asyncio name -> (tornado_lite module, name there)
 ASYNCIO_NAMES: Dict[str, Tuple[str, str]] = {
