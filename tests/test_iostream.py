@@ -1208,3 +1208,30 @@ def test_start_tls_after_a_corked_reply_sends_it_in_the_clear_first(io_loop):
         server.close()
 
     run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair", "pipe"])
+def test_streams_with_data_waiting_are_read_in_turns(io_loop, kind):
+    # Two streams with plenty waiting in the kernel: a coroutine reading one of them must not take
+    # it all before the other gets a turn (each stream reads from the kernel once per loop pass).
+    chunk = 4096
+
+    async def main():
+        pairs = [await make_pair(kind, read_chunk_size=chunk) for _ in range(2)]
+        try:
+            for _, ws in pairs:
+                await ws.write(b"x" * (16 * chunk))  # resolved once all of it is in the kernel
+            order = []
+
+            async def drain(index, rs):
+                for _ in range(16):
+                    assert len(await rs.read_bytes(chunk)) == chunk
+                    order.append(index)
+
+            await gen.multi([drain(0, pairs[0][0]), drain(1, pairs[1][0])])
+            switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
+            assert switches >= 8, order
+        finally:
+            close_all(*(s for pair in pairs for s in pair))
+
+    run(io_loop, main)
