@@ -210,6 +210,53 @@ def test_completes_inline_from_buffer(io_loop):
     run(io_loop, main)
 
 
+def test_futures_finished_inline_behave_like_any_future(io_loop):
+    # Reads served from the buffer and writes that reach the kernel at once return finished futures;
+    # whatever their making costs, they must do all a Future does.
+    from concurrent.futures import InvalidStateError
+
+    @gen.coroutine
+    def yield_from(fut):
+        result = yield from fut
+        return result
+
+    async def main():
+        rs, ws = await make_pair("socketpair")
+        try:
+            await ws.write(b"one\ntwo\nthree\nfour\n")
+            assert await rs.read_until(b"\n") == b"one\n"
+            read, written = rs.read_until(b"\n"), ws.write(b"five\n")
+            for fut, value in ((read, b"two\n"), (written, None)):
+                assert isinstance(fut, Future) and fut.done() and not fut.cancelled()
+                assert fut.result() == value and fut.exception() is None
+                assert not fut.cancel()
+                with pytest.raises(InvalidStateError):
+                    fut.set_result(b"other")
+                with pytest.raises(InvalidStateError):
+                    fut.set_exception(ValueError())
+                assert fut.remove_done_callback(print) == 0
+                seen = []
+                fut.add_done_callback(seen.append)
+                assert seen == []  # done-callbacks run on a later pass, never inside the call
+                await gen.moment
+                assert seen == [fut]
+                assert await fut == value
+                assert await yield_from(fut) == value
+            # Distinct objects, usable as keys (WaitIterator keys its futures).
+            third, again = rs.read_until(b"\n"), ws.write(b"six\n")
+            assert third is not read and again is not written
+            waiter = gen.WaitIterator(read, third, written, again)
+            results = set()
+            while not waiter.done():
+                results.add(await waiter.next())
+            assert results == {b"two\n", b"three\n", None}
+            assert await gen.multi([rs.read_until(b"\n"), ws.write(b"")]) == [b"four\n", None]
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
 @pytest.mark.parametrize("kind", ["tcp4", "pipe"])
 def test_read_bytes_partial(io_loop, kind):
     async def main():

@@ -248,6 +248,46 @@ class Future(typing.Generic[_T]):
     __iter__ = __await__
 
 
+class _ResolvedFuture(Future):
+    """A future born finished with a result: what a stream returns for a read it could finish at once.
+
+    A server echoing pipelined requests makes two of these per request, so they are made without
+    ``__init__``: ``object.__new__`` plus the two fields that vary (``_result`` and ``_loop``); the
+    others are class attributes standing in for slots that can never change on a finished future.
+    (Code that tried to assign one would get an AttributeError; nothing does, since every mutator
+    of ``Future`` refuses a finished future first.)  Awaiting one returns the result with no checks.
+    """
+
+    __slots__ = ()
+    _state = _FINISHED
+    _exception = None
+    _callbacks = None
+    _logger = None
+
+    def __await__(self) -> typing.Generator[Any, None, _T]:
+        return self._result
+        yield  # makes this a generator function: awaiting it runs no further than the return
+
+    __iter__ = __await__
+
+
+class _WrittenFuture(_ResolvedFuture):
+    """A finished future whose result is None: what a stream returns for a write it finished at once.
+
+    Awaiting it runs no Python code at all: ``__await__`` is an empty tuple's iterator, which ends
+    at once with the value None.
+    """
+
+    __slots__ = ()
+    _result = None
+    __await__ = staticmethod(().__iter__)  # type: ignore[assignment]
+    __iter__ = __await__  # type: ignore[assignment]
+
+
+# ``_new_object(_ResolvedFuture)`` makes an instance without calling ``__init__``.
+_new_object = object.__new__
+
+
 FUTURES = (Future, concurrent.futures.Future)
 
 

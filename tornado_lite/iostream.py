@@ -36,7 +36,16 @@ import sys
 from types import TracebackType
 from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, TypeVar, Union
 
-from tornado_lite.concurrent import _FINISHED, _PENDING, CancelledError, Future, future_set_result_unless_cancelled
+from tornado_lite.concurrent import (
+    _FINISHED,
+    _PENDING,
+    CancelledError,
+    Future,
+    _new_object,
+    _ResolvedFuture,
+    _WrittenFuture,
+    future_set_result_unless_cancelled,
+)
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.log import gen_log
 from tornado_lite.netutil import _client_ssl_defaults, _server_ssl_defaults, ssl_options_to_context, ssl_wrap_socket
@@ -533,9 +542,9 @@ class BaseIOStream:
                     result = data if start == 0 else data[start:]
                     buffer._data = b""
                     buffer._pos = 0
-                done: Future[bytes] = Future()
+                done: Future[bytes] = _new_object(_ResolvedFuture)
                 done._result = result
-                done._state = _FINISHED
+                done._loop = None
                 state = self._state
                 if (state is None or state == _ERROR) and self._close_callback is not None:
                     self._maybe_add_error_listener()
@@ -648,12 +657,11 @@ class BaseIOStream:
                 if room >= 0:
                     cork.append(data)
                     self._cork_room = room
-                    done: Future[None] = Future()
-                    done._state = _FINISHED
-                    return done
+                    written: Future[None] = _new_object(_WrittenFuture)
+                    written._loop = None
+                    return written
         if self._closed:
             raise StreamClosedError(real_error=self.error)
-        future: Future[None] = Future()
         if data:
             if type(data) is memoryview:
                 data = data.cast("B")  # len() must count bytes, whatever the item format
@@ -674,8 +682,9 @@ class BaseIOStream:
                         self._cork = [data]
                         self.io_loop._call_before_poll(self._flush_cork)
                     self._cork_room = room - size
-                    future._state = _FINISHED
-                    return future
+                    written = _new_object(_WrittenFuture)
+                    written._loop = None
+                    return written
             if cork:
                 # This write cannot join the corked replies: they go first.
                 self._cork = None
@@ -683,7 +692,7 @@ class BaseIOStream:
                     # The usual end of a pipelined batch (its last request read): one send for all.
                     cork.append(data if type(data) is bytes else bytes(data))
                     joined = b"".join(cork)
-                    return self._write_now(joined, len(joined), future)
+                    return self._write_now(joined, len(joined))
                 # Corked bytes count as sent for the caller: they go to the kernel first rather than
                 # count against this write's buffer limit.
                 self._send_cork(cork)
@@ -695,7 +704,7 @@ class BaseIOStream:
                 if limit is not None and size > limit:
                     raise StreamBufferFullError("Reached maximum write buffer size")
                 if not self._write_futures and not self._connecting and self._plain_handle_write:
-                    return self._write_now(data, size, future)
+                    return self._write_now(data, size)
             elif self.max_write_buffer_size is not None and buffer._size + size > self.max_write_buffer_size:
                 raise StreamBufferFullError("Reached maximum write buffer size")
             self._total_write_index += size
@@ -708,6 +717,7 @@ class BaseIOStream:
             self._send_cork(cork)
             if self._closed:
                 raise StreamClosedError(real_error=self.error)
+        future: Future[None] = Future()
         self._queue_write_future(future)
         if not self._connecting:
             self._handle_write()
@@ -724,7 +734,7 @@ class BaseIOStream:
         limit = self.max_write_buffer_size
         return _CORK_LIMIT if limit is None or limit > _CORK_LIMIT else limit
 
-    def _write_now(self, data: Any, size: int, future: "Future[None]") -> "Future[None]":
+    def _write_now(self, data: Any, size: int) -> "Future[None]":
         """``write`` with nothing queued ahead: straight to the kernel, queueing only what it refuses."""
         try:
             sent = self.write_to_fd(data)
@@ -733,6 +743,7 @@ class BaseIOStream:
         except OSError as e:
             self._total_write_index += size
             self._on_write_error(e)
+            future: Future[None] = Future()
             future.set_exception(StreamClosedError(real_error=self.error))
             future.exception()  # looked at: the caller learns of it from the stream, if at all
             return future
@@ -740,11 +751,12 @@ class BaseIOStream:
         if sent >= size:
             # All in the kernel: done before returning.  (Both write indices would move by
             # ``size``; only their difference matters, so neither is touched.)
-            future._state = _FINISHED
+            written: Future[None] = _new_object(_WrittenFuture)
+            written._loop = None
             state = self._state
             if (state is None or state == _ERROR) and self._close_callback is not None:
                 self._maybe_add_error_listener()
-            return future
+            return written
         # The kernel is full: queue the rest (a view of a large payload, not a copy) and wait
         # until the file is writable again.
         self._total_write_index += size
@@ -757,6 +769,7 @@ class BaseIOStream:
                 buffer.append(view[sent:])
         else:
             buffer.append(data)
+        future = Future()
         future._loop = self.io_loop
         self._queue_write_future(future)
         self._watch_write()
