@@ -159,8 +159,16 @@ class Future(typing.Generic[_T]):
             raise InvalidStateError(f"invalid state: {self!r}")
         self._result = result
         self._state = _FINISHED
-        if self._callbacks:
-            self._schedule_callbacks()
+        callbacks = self._callbacks
+        if callbacks:
+            # _schedule_callbacks, inlined: every read that a coroutine waited for ends here.
+            self._callbacks = None
+            loop = self._loop
+            if loop is not None:
+                loop._schedule_future_callbacks(callbacks, self)
+            else:
+                for fn in callbacks:
+                    fn(self)
 
     def set_exception(self, exception: Union[BaseException, type]) -> None:
         if self._state != _PENDING:

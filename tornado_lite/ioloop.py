@@ -692,9 +692,22 @@ class IOLoop(Configurable):
 
             # Phase 1: the callbacks queued before this pass.
             ncallbacks = len(callbacks)
-            for _ in range(ncallbacks):
-                callback, args = popleft()
-                run_callback(callback, args)
+            if timed:
+                for _ in range(ncallbacks):
+                    callback, args = popleft()
+                    run_callback(callback, args)
+            else:
+                # _run_callback, inlined: this loop runs once for every coroutine step.
+                for _ in range(ncallbacks):
+                    callback, args = popleft()
+                    try:
+                        result = callback(*args)
+                    except Exception:
+                        self.handle_callback_exception(callback)
+                        continue
+                    if result is not None:
+                        self._watch_callback_result(callback, result)
+                result = None
             # Don't let the last callback's arguments live on in this frame until the next one runs.
             callback = args = None  # type: ignore[assignment]
 
