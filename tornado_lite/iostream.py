@@ -566,6 +566,12 @@ class BaseIOStream:
                 if pos is not None:
                     self._finish_read(pos)
                     return future
+            elif not self._maybe_readable and not self._closed:
+                state = self._state
+                if state is not None and state & _READ:
+                    # The next request of a request-response exchange: the kernel had nothing more
+                    # and the poller watches for it (``_try_inline_read`` would decide the same).
+                    return future
             self._try_inline_read(True)
         except UnsatisfiableReadError as e:
             gen_log.info("Unsatisfiable read, closing connection: %s" % e)
@@ -1156,6 +1162,12 @@ class BaseIOStream:
                 buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
                 buffer._pos = 0
                 size = count
+                if kind == _READ_DELIMITER and target is None:
+                    # A request on an idle connection, the commonest read of all: the chunk is all
+                    # there is, so the search is of it whole (``_find_delimiter`` without the call).
+                    loc = chunk.find(self._read_target)
+                    if loc >= 0:
+                        return loc + len(self._read_target)
             else:
                 buffer.append(chunk)
                 size = len(buffer)

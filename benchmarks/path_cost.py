@@ -1,0 +1,112 @@
+"""The cost of tornado_lite's echo path, measured in one process with deterministic batching.
+
+A developer's tool for tuning the hot path (``make bench`` is the real suite).  N socketpairs: the
+server end of each is an ``IOStream`` served by the documentation's echo coroutine (``read_until``
+then ``await write``); the client end is a raw non-blocking socket driven by a handler on the same
+loop, which sends one round (a line per connection, or ``--depth`` lines in ``pipeline`` mode) and
+sends the next once every echo is back.  Every loop pass therefore sees the same batch, whatever the
+machine is doing, so an instruction count is reproducible to a fraction of a percent where timings on
+a shared machine vary by tens of percent.  The client's work is included; it is the same for every
+version of the server being compared.
+
+    python benchmarks/path_cost.py pingpong --conns 100 --rounds 1000     # CPU µs per message
+
+Instructions per message, the figure benchmarks/README.md quotes (two run lengths, so start-up cancels):
+
+    for r in 20 120; do valgrind --tool=callgrind --callgrind-out-file=cg.$r \\
+        python benchmarks/path_cost.py pingpong --conns 100 --rounds $r; done
+    # (totals of cg.120 - totals of cg.20) / (100 rounds * 100 messages)
+"""
+
+import argparse
+import socket
+import time
+import typing
+
+from tornado_lite.ioloop import IOLoop
+from tornado_lite.iostream import IOStream, StreamClosedError
+
+LINE = b"x" * 63 + b"\n"
+
+
+async def echo(stream: IOStream) -> None:
+    while True:
+        try:
+            data = await stream.read_until(b"\n")
+            await stream.write(data)
+        except StreamClosedError:
+            break
+
+
+class RoundClient:
+    """Raw client sockets on the loop: a round is one payload per socket, the next once all came back."""
+
+    def __init__(self, loop: IOLoop, conns: int, payload: bytes, rounds: int) -> None:
+        self.loop = loop
+        self.payload = payload
+        self.rounds_left = rounds
+        self.sockets: typing.Dict[int, socket.socket] = {}
+        self.received: typing.Dict[int, int] = {}
+        self.complete = 0
+        self.scratch = bytearray(65536)
+        self.servers = []
+        for _ in range(conns):
+            server_end, client_end = socket.socketpair()
+            client_end.setblocking(False)
+            self.sockets[client_end.fileno()] = client_end
+            self.received[client_end.fileno()] = 0
+            loop.add_handler(client_end.fileno(), self.on_readable, IOLoop.READ)
+            stream = IOStream(server_end)
+            self.servers.append(stream)
+            loop.spawn_callback(echo, stream)
+
+    def send_round(self) -> None:
+        for sock in self.sockets.values():
+            sock.send(self.payload)
+
+    def on_readable(self, fd: int, events: int) -> None:
+        count = self.sockets[fd].recv_into(self.scratch)
+        total = self.received[fd] + count
+        if total >= len(self.payload):
+            total -= len(self.payload)
+            self.complete += 1
+            if self.complete == len(self.sockets):
+                self.complete = 0
+                self.rounds_left -= 1
+                if self.rounds_left:
+                    self.send_round()
+                else:
+                    self.loop.stop()
+        self.received[fd] = total
+
+    def close(self) -> None:
+        for fd, sock in self.sockets.items():
+            self.loop.remove_handler(fd)
+            sock.close()
+        for stream in self.servers:
+            stream.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["pingpong", "pipeline"])
+    parser.add_argument("--conns", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--depth", type=int, default=16, help="lines per connection per round (pipeline)")
+    args = parser.parse_args()
+    depth = args.depth if args.mode == "pipeline" else 1
+    loop = IOLoop(make_current=True)
+    client = RoundClient(loop, args.conns, LINE * depth, args.rounds)
+    loop.add_callback(client.send_round)
+    started = time.process_time()
+    loop.start()
+    elapsed = time.process_time() - started
+    client.close()
+    loop.close()
+    messages = args.rounds * args.conns * depth
+    per_message = elapsed / messages * 1e6
+    print(f"{args.mode}, {args.conns} connections: {per_message:.2f} µs CPU per message ({messages} messages)")
+
+
+if __name__ == "__main__":
+    main()
