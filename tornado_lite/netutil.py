@@ -267,6 +267,7 @@ class _Acceptor:
         # Level-triggered: whatever is left after this batch is reported again on the next poll.
         sock = self.sock
         callback = self.callback
+        accept: Callable[[], Tuple[socket.socket, Any]]
         if type(sock).accept is _plain_accept:
             # As the standard method decides per call: a listening socket with a timeout must not pass
             # its non-blocking flag on (some platforms inherit it) unless a default timeout is set.
