@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import time
+import types
 import weakref
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
 
@@ -52,6 +53,8 @@ _UNWIND_PASSES = 10
 
 
 _MIN_SWEEP_SECONDS = 0.01
+
+_CoroutineType = types.CoroutineType
 
 class IdleTimeoutError(TimeoutError):
     """Why a stream was closed: no byte went either way for ``idle_timeout`` seconds.
@@ -143,16 +146,30 @@ class _Counts:
 class _Connection:
     """One accepted connection, tracked while its stream is open or its ``handle_stream`` coroutine runs.
 
-    A drain waits until there are none left.  It holds no reference to its stream (that is the
-    record's job, a weak one), so tracking never keeps an abandoned stream alive.
+    A drain waits until there are none left.  It is also the done-callback of the handler's
+    coroutine (one object per connection rather than two): on failure it closes the stream and
+    lets the loop log the error.  It holds its stream only while that coroutine runs (the
+    coroutine holds it anyway); the record holds it weakly, so tracking never keeps an abandoned
+    stream alive.
     """
 
-    __slots__ = ("server", "stream_open", "handler_running")
+    __slots__ = ("server", "stream_open", "handler_running", "stream")
 
     def __init__(self, server: "TCPServer") -> None:
         self.server = server
         self.stream_open = True
         self.handler_running = False
+        self.stream: Optional[BaseIOStream] = None
+
+    def __call__(self, future: Any) -> None:
+        stream = self.stream
+        self.stream = None
+        self.server._handler_done(self)
+        if future.cancelled() or future.exception() is not None:
+            # Nobody will use the connection now; without this the client would wait until it is collected.
+            if stream is not None:
+                stream.close()
+            future.result()  # raises here, inside a loop callback: the loop logs it to app_log
 
 
 class _StreamRecord(weakref.ref):
@@ -162,18 +179,15 @@ class _StreamRecord(weakref.ref):
     being closed (Tornado lets an abandoned stream's socket close that way), the weakref callback
     tells the server instead.  ``seen`` and ``active_at`` are the idle check's memory: the bytes
     the stream had moved at the last sweep, and when that count last changed.
+
+    Made with ``_StreamRecord(stream, _stream_collected)`` and its three attributes then set by
+    ``_new_record``: no Python-level constructor, since one is made per connection.
     """
 
     __slots__ = ("conn", "seen", "active_at")
-
-    def __new__(cls, stream: BaseIOStream, conn: _Connection) -> "_StreamRecord":
-        return weakref.ref.__new__(cls, stream, _stream_collected)
-
-    def __init__(self, stream: BaseIOStream, conn: _Connection) -> None:
-        # weakref.ref.__new__ did the referencing; its __init__ has nothing to add.
-        self.conn = conn
-        self.seen = 0
-        self.active_at = 0.0
+    conn: _Connection
+    seen: int
+    active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
         self.conn.server._stream_closed(self, stream)
@@ -186,31 +200,18 @@ def _stream_collected(record: _StreamRecord) -> None:
     record.conn.server._stream_collected(record)
 
 
+def _new_record(stream: BaseIOStream, conn: _Connection, active_at: float) -> _StreamRecord:
+    record = _StreamRecord(stream, _stream_collected)
+    record.conn = conn
+    record.seen = 0
+    record.active_at = active_at
+    stream._tracker = record
+    return record
+
+
 def _wake(waiter: Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class _HandlerDone:
-    """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it.
-
-    A slotted callable rather than a partial: one of these lives per connection, so its size counts.
-    """
-
-    __slots__ = ("stream", "conn")
-
-    def __init__(self, stream: IOStream, conn: _Connection) -> None:
-        self.stream = stream
-        self.conn = conn
-
-    def __call__(self, future: Any) -> None:
-        stream, conn = self.stream, self.conn
-        self.stream = self.conn = None  # type: ignore[assignment]
-        conn.server._handler_done(conn)
-        if future.cancelled() or future.exception() is not None:
-            # Nobody will use the connection now; without this the client would wait until it is collected.
-            stream.close()
-        future.result()  # raises here, inside a loop callback: the loop logs it to app_log
 
 
 class TCPServer:
@@ -460,18 +461,16 @@ class TCPServer:
 
     def _track(self, stream: IOStream) -> _Connection:
         conn = _Connection(self)
-        record = _StreamRecord(stream, conn)
-        stream._tracker = record
+        timed = self.idle_timeout is not None or self.handshake_timeout is not None
+        record = _new_record(stream, conn, time.monotonic() if timed else 0.0)
         self._live_conns.add(conn)
         self._live_streams.add(record)
         counts = self._counts
         counts.accepted += 1
         if self._io_loop is None:
             self._io_loop = stream.io_loop
-        if self.idle_timeout is not None or self.handshake_timeout is not None:
-            record.active_at = time.monotonic()
-            if self._sweep_timer is None:
-                self._schedule_sweep()
+        if timed and self._sweep_timer is None:
+            self._schedule_sweep()
         limit = self.max_connections
         if limit is not None and counts.accepted - counts.closed >= limit and not self._accept_paused:
             self._pause_accepting()
@@ -503,9 +502,7 @@ class TCPServer:
         counts = self._counts
         counts.bytes_in += old._bytes_read
         counts.bytes_out += old._bytes_written
-        successor = _StreamRecord(new, record.conn)
-        successor.active_at = time.monotonic() if record.active_at else 0.0
-        new._tracker = successor
+        successor = _new_record(new, record.conn, time.monotonic() if record.active_at else 0.0)
         self._live_streams.add(successor)
 
     def _stream_ended(self, conn: _Connection) -> None:
@@ -613,14 +610,13 @@ class TCPServer:
         stream: Optional[IOStream] = None
         conn: Optional[_Connection] = None
         try:
+            max_buffer_size, read_chunk_size = self.max_buffer_size, self.read_chunk_size
             if context is not None:
-                stream = SSLIOStream(
-                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-                )
+                stream = SSLIOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
+            elif max_buffer_size is None and read_chunk_size is None:
+                stream = IOStream(connection)
             else:
-                stream = IOStream(
-                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-                )
+                stream = IOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
             conn = self._track(stream)
             # Running until it is known not to be a coroutine: a coroutine's first step may close the
             # stream, and that is not the end of the connection yet.
@@ -629,8 +625,15 @@ class TCPServer:
             if result is None:
                 self._handler_done(conn)
             else:
-                future = gen.convert_yielded(result)
-                IOLoop.current().add_future(future, _HandlerDone(stream, conn))
+                future: Future
+                if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
+                    # What convert_yielded does with a native coroutine (when nothing was registered
+                    # that could claim it), without the dispatch and type checks before it gets there.
+                    future = gen._schedule_task(result)
+                else:
+                    future = gen.convert_yielded(result)
+                conn.stream = stream
+                IOLoop.current().add_future(future, conn)
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
             if conn is not None:
