@@ -24,7 +24,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
 
 from tornado_lite import gen, process
-from tornado_lite.concurrent import Future
+from tornado_lite.concurrent import _FINISHED, Future, _new_object
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.iostream import BaseIOStream, IOStream, SSLIOStream
 from tornado_lite.log import app_log, gen_log
@@ -154,17 +154,20 @@ class _Connection:
     """
 
     __slots__ = ("server", "stream_open", "handler_running", "stream")
-
-    def __init__(self, server: "TCPServer") -> None:
-        self.server = server
-        self.stream_open = True
-        self.handler_running = False
-        self.stream: Optional[BaseIOStream] = None
+    # Made by ``TCPServer._track``, which sets all four without a constructor call (one per connection).
+    server: "TCPServer"
+    stream_open: bool
+    handler_running: bool
+    stream: Optional[BaseIOStream]
 
     def __call__(self, future: Any) -> None:
         stream = self.stream
         self.stream = None
-        self.server._handler_done(self)
+        self.handler_running = False
+        if not self.stream_open:
+            self.server._forget(self)
+        if isinstance(future, Future) and future._state == _FINISHED and future._exception is None:
+            return  # the common end: returned normally
         if future.cancelled() or future.exception() is not None:
             # Nobody will use the connection now; without this the client would wait until it is collected.
             if stream is not None:
@@ -460,7 +463,13 @@ class TCPServer:
     # -- connection bookkeeping --------------------------------------------------------------------
 
     def _track(self, stream: IOStream) -> _Connection:
-        conn = _Connection(self)
+        conn = _new_object(_Connection)
+        conn.server = self
+        conn.stream_open = True
+        # Running until it is known not to be a coroutine: a coroutine's first step may close the
+        # stream, and that is not the end of the connection yet.
+        conn.handler_running = True
+        conn.stream = None
         timed = self.idle_timeout is not None or self.handshake_timeout is not None
         record = _new_record(stream, conn, time.monotonic() if timed else 0.0)
         self._live_conns.add(conn)
@@ -481,7 +490,11 @@ class TCPServer:
         counts = self._counts
         counts.bytes_in += stream._bytes_read
         counts.bytes_out += stream._bytes_written
-        self._stream_ended(record.conn)
+        counts.closed += 1  # what _stream_ended does, inline: this runs for every connection
+        conn = record.conn
+        conn.stream_open = False
+        if not conn.handler_running:
+            self._forget(conn)
         if self._accept_paused:
             self._maybe_resume_accepting()
 
@@ -618,22 +631,18 @@ class TCPServer:
             else:
                 stream = IOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
             conn = self._track(stream)
-            # Running until it is known not to be a coroutine: a coroutine's first step may close the
-            # stream, and that is not the end of the connection yet.
-            conn.handler_running = True
             result = self.handle_stream(stream, address)
             if result is None:
                 self._handler_done(conn)
             else:
-                future: Future
-                if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
-                    # What convert_yielded does with a native coroutine (when nothing was registered
-                    # that could claim it), without the dispatch and type checks before it gets there.
-                    future = gen._schedule_task(result)
-                else:
-                    future = gen.convert_yielded(result)
                 conn.stream = stream
-                IOLoop.current().add_future(future, conn)
+                if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
+                    # What convert_yielded and add_future do with a native coroutine (when nothing was
+                    # registered that could claim it), without the dispatch and type checks on the way:
+                    # the task belongs to the current loop, which runs the callback.
+                    gen._schedule_task(result).add_done_callback(conn)
+                else:
+                    IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
             if conn is not None:
