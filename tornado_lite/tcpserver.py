@@ -154,7 +154,8 @@ class _Connection:
     """
 
     __slots__ = ("server", "stream_open", "handler_running", "stream")
-    # Made by ``TCPServer._track``, which sets all four without a constructor call (one per connection).
+    # Made by ``TCPServer._track`` without a constructor call (one is made per connection); ``stream``
+    # is set only for a coroutine handler, before this object becomes its done-callback.
     server: "TCPServer"
     stream_open: bool
     handler_running: bool
@@ -183,8 +184,10 @@ class _StreamRecord(weakref.ref):
     tells the server instead.  ``seen`` and ``active_at`` are the idle check's memory: the bytes
     the stream had moved at the last sweep, and when that count last changed.
 
-    Made with ``_StreamRecord(stream, _stream_collected)`` and its three attributes then set by
-    ``_new_record``: no Python-level constructor, since one is made per connection.
+    Made with ``_StreamRecord(stream, _stream_collected)`` and ``conn`` then set: no Python-level
+    constructor, since one is made per connection.  ``seen`` and ``active_at`` are set only when
+    they matter (``active_at`` at the accept if a timeout is on, both by the sweep) and read with
+    the defaults 0 and 0.0 until then (each store costs, on every connection).
     """
 
     __slots__ = ("conn", "seen", "active_at")
@@ -193,7 +196,19 @@ class _StreamRecord(weakref.ref):
     active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        self.conn.server._stream_closed(self, stream)
+        # Every connection comes here once: the server's bookkeeping is inline, not a call away.
+        conn = self.conn
+        server = conn.server
+        server._live_streams.discard(self)
+        counts = server._counts
+        counts.bytes_in += stream._bytes_read
+        counts.bytes_out += stream._bytes_written
+        counts.closed += 1  # what _stream_ended does
+        conn.stream_open = False
+        if not conn.handler_running:
+            server._forget(conn)
+        if server._accept_paused:
+            server._maybe_resume_accepting()
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.conn.server._stream_replaced(self, old, new)
@@ -201,15 +216,6 @@ class _StreamRecord(weakref.ref):
 
 def _stream_collected(record: _StreamRecord) -> None:
     record.conn.server._stream_collected(record)
-
-
-def _new_record(stream: BaseIOStream, conn: _Connection, active_at: float) -> _StreamRecord:
-    record = _StreamRecord(stream, _stream_collected)
-    record.conn = conn
-    record.seen = 0
-    record.active_at = active_at
-    stream._tracker = record
-    return record
 
 
 def _wake(waiter: Future) -> None:
@@ -469,34 +475,23 @@ class TCPServer:
         # Running until it is known not to be a coroutine: a coroutine's first step may close the
         # stream, and that is not the end of the connection yet.
         conn.handler_running = True
-        conn.stream = None
-        timed = self.idle_timeout is not None or self.handshake_timeout is not None
-        record = _new_record(stream, conn, time.monotonic() if timed else 0.0)
+        record = _StreamRecord(stream, _stream_collected)
+        record.conn = conn
+        stream._tracker = record
         self._live_conns.add(conn)
         self._live_streams.add(record)
         counts = self._counts
         counts.accepted += 1
         if self._io_loop is None:
             self._io_loop = stream.io_loop
-        if timed and self._sweep_timer is None:
-            self._schedule_sweep()
+        if self.idle_timeout is not None or self.handshake_timeout is not None:
+            record.active_at = time.monotonic()
+            if self._sweep_timer is None:
+                self._schedule_sweep()
         limit = self.max_connections
         if limit is not None and counts.accepted - counts.closed >= limit and not self._accept_paused:
             self._pause_accepting()
         return conn
-
-    def _stream_closed(self, record: _StreamRecord, stream: BaseIOStream) -> None:
-        self._live_streams.discard(record)
-        counts = self._counts
-        counts.bytes_in += stream._bytes_read
-        counts.bytes_out += stream._bytes_written
-        counts.closed += 1  # what _stream_ended does, inline: this runs for every connection
-        conn = record.conn
-        conn.stream_open = False
-        if not conn.handler_running:
-            self._forget(conn)
-        if self._accept_paused:
-            self._maybe_resume_accepting()
 
     def _stream_collected(self, record: _StreamRecord) -> None:
         # Abandoned without a close (its socket closes as it is freed): a closed connection whose
@@ -515,7 +510,11 @@ class TCPServer:
         counts = self._counts
         counts.bytes_in += old._bytes_read
         counts.bytes_out += old._bytes_written
-        successor = _new_record(new, record.conn, time.monotonic() if record.active_at else 0.0)
+        successor = _StreamRecord(new, _stream_collected)
+        successor.conn = record.conn
+        if getattr(record, "active_at", 0.0):
+            successor.active_at = time.monotonic()
+        new._tracker = successor
         self._live_streams.add(successor)
 
     def _stream_ended(self, conn: _Connection) -> None:
@@ -576,13 +575,13 @@ class TCPServer:
             if stream is None or stream._closed:
                 continue
             moved = stream._bytes_read + stream._bytes_written
-            if moved != record.seen:
+            if moved != getattr(record, "seen", 0):
                 record.seen = moved
                 record.active_at = now
                 continue
             # No byte moved since the last sweep: quiet since active_at (the accept, if none ever did;
             # so during a TLS handshake, which moves no application bytes, this is its duration).
-            quiet = now - record.active_at
+            quiet = now - getattr(record, "active_at", 0.0)
             if handshake_timeout is not None and getattr(stream, "_ssl_accepting", False):
                 if quiet >= handshake_timeout:
                     counts.handshake_timeouts += 1
