@@ -251,7 +251,7 @@ _LONGEST_PAUSE = 1.0
 class _Acceptor:
     """Watches one listening socket and passes each accepted connection to ``callback``."""
 
-    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer")
+    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind")
 
     def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None]) -> None:
         self.sock = sock
@@ -260,6 +260,8 @@ class _Acceptor:
         self.removed = False
         self.pause = 0.0  # non-zero while recovering from running out of file descriptors
         self.timer: Any = None
+        # What the accepted sockets are made with (see _accept_plain): read once, as plain integers.
+        self.kind = (int(sock.family), int(sock.type), sock.proto)
         self.io_loop.add_handler(sock, self.on_readable, IOLoop.READ)
         self.watching = True
 
@@ -272,7 +274,7 @@ class _Acceptor:
             # As the standard method decides per call: a listening socket with a timeout must not pass
             # its non-blocking flag on (some platforms inherit it) unless a default timeout is set.
             blocking = socket.getdefaulttimeout() is None and bool(sock.gettimeout())
-            accept = functools.partial(_accept_plain, sock, sock.family, sock.type, sock.proto, blocking)
+            accept = functools.partial(_accept_plain, sock, *self.kind, blocking)
         else:
             accept = sock.accept  # a socket class with its own accept: honour it
         for _ in range(_DEFAULT_BACKLOG):
