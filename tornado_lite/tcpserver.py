@@ -161,6 +161,13 @@ class _Connection:
     handler_running: bool
     stream: Optional[BaseIOStream]
 
+    def handler_returned(self) -> None:
+        """The handler's coroutine returned (told by its task, see _HandlerTask): nothing more to do."""
+        self.stream = None
+        self.handler_running = False
+        if not self.stream_open:
+            self.server._forget(self)
+
     def __call__(self, future: Any) -> None:
         stream = self.stream
         self.stream = None
@@ -212,6 +219,31 @@ class _StreamRecord(weakref.ref):
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.conn.server._stream_replaced(self, old, new)
+
+
+class _HandlerTask(gen._Task):
+    """The task that runs a coroutine ``handle_stream``; its connection is its done-callback.
+
+    When the coroutine returns normally, the task tells the connection at once and drops that
+    callback, which would only do the same a loop pass later (the usual end of every connection;
+    a failure or cancellation still goes through the callback, which closes the stream and lets
+    the loop log the error).  Should the task never call ``_finish``, the callback does it all.
+    """
+
+    __slots__ = ("_conn",)
+    _conn: Optional[_Connection]
+
+    def _finish(self, value: Any) -> None:
+        conn = self._conn
+        self._conn = None
+        callbacks = self._callbacks
+        if conn is not None and callbacks and not self._must_cancel:
+            for i, callback in enumerate(callbacks):
+                if callback is conn:
+                    del callbacks[i]
+                    conn.handler_returned()
+                    break
+        gen._Task._finish(self, value)
 
 
 def _stream_collected(record: _StreamRecord) -> None:
@@ -639,7 +671,16 @@ class TCPServer:
                     # What convert_yielded and add_future do with a native coroutine (when nothing was
                     # registered that could claim it), without the dispatch and type checks on the way:
                     # the task belongs to the current loop, which runs the callback.
-                    gen._schedule_task(result).add_done_callback(conn)
+                    task = _HandlerTask(result)
+                    task._conn = conn
+                    loop = task._loop
+                    if loop is not None:
+                        task._callbacks = [conn]  # add_done_callback, for a new task on a known loop
+                    else:
+                        task.add_done_callback(conn)
+                        loop = IOLoop.current()
+                    # Started on the next loop pass, as gen.convert_yielded would start it.
+                    loop.add_callback(task._step)
                 else:
                     IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
