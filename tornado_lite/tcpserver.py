@@ -161,13 +161,6 @@ class _Connection:
     handler_running: bool
     stream: Optional[BaseIOStream]
 
-    def handler_returned(self) -> None:
-        """The handler's coroutine returned (told by its task, see _HandlerTask): nothing more to do."""
-        self.stream = None
-        self.handler_running = False
-        if not self.stream_open:
-            self.server._forget(self)
-
     def __call__(self, future: Any) -> None:
         stream = self.stream
         self.stream = None
@@ -235,14 +228,17 @@ class _HandlerTask(gen._Task):
 
     def _finish(self, value: Any) -> None:
         conn = self._conn
-        self._conn = None
         callbacks = self._callbacks
-        if conn is not None and callbacks and not self._must_cancel:
-            for i, callback in enumerate(callbacks):
-                if callback is conn:
-                    del callbacks[i]
-                    conn.handler_returned()
-                    break
+        # The connection is the first callback (added before the task started); a task cancelled in
+        # its last step ends as cancelled, which the callback handles.
+        if conn is not None and callbacks and callbacks[0] is conn and not self._must_cancel:
+            self._conn = None
+            del callbacks[0]
+            # What the callback would do for a normal return, now and inline (every connection ends so).
+            conn.stream = None
+            conn.handler_running = False
+            if not conn.stream_open:
+                conn.server._forget(conn)
         gen._Task._finish(self, value)
 
 
