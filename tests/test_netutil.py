@@ -353,6 +353,63 @@ def test_add_accept_handler_unix_socket(io_loop, closing, tmp_path) -> None:
     remove()
 
 
+def test_add_accept_handler_gives_sockets_like_socket_accept(io_loop, closing) -> None:
+    # The acceptor builds the connection's socket itself: it must be what socket.accept() returns.
+    [sock] = bind_sockets(0, "127.0.0.1")
+    closing.append(sock)
+    accepted: list = []
+
+    def on_connection(conn: socket.socket, addr: object) -> None:
+        accepted.append((conn, addr))
+        closing.append(conn)
+        io_loop.stop()
+
+    remove = add_accept_handler(sock, on_connection)
+    client = _connect_blocking(sock.getsockname()[1])
+    closing.append(client)
+    io_loop.add_timeout(io_loop.time() + 10, io_loop.stop)
+    io_loop.start()
+    remove()
+    [(conn, addr)] = accepted
+    assert type(conn) is socket.socket
+    assert conn.family is socket.AF_INET and conn.type is socket.SOCK_STREAM
+    assert conn.proto == sock.proto
+    assert addr == client.getsockname() == conn.getpeername()
+    assert conn.gettimeout() is None  # as socket.accept leaves it (the stream makes it non-blocking)
+    client.sendall(b"ping")
+    conn.settimeout(10)
+    assert conn.recv(4) == b"ping"
+
+
+def test_add_accept_handler_uses_a_socket_class_own_accept(io_loop, closing) -> None:
+    calls: list = []
+
+    class CountingSocket(socket.socket):
+        def accept(self):  # type: ignore[no-untyped-def]
+            result = super().accept()
+            calls.append(result[1])
+            return result
+
+    sock = CountingSocket(socket.AF_INET, socket.SOCK_STREAM)
+    closing.append(sock)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    accepted: list = []
+
+    def on_connection(conn: socket.socket, addr: object) -> None:
+        accepted.append(addr)
+        closing.append(conn)
+        io_loop.stop()
+
+    remove = add_accept_handler(sock, on_connection)
+    closing.append(_connect_blocking(sock.getsockname()[1]))
+    io_loop.add_timeout(io_loop.time() + 10, io_loop.stop)
+    io_loop.start()
+    remove()
+    assert accepted and calls[: len(accepted)] == accepted
+
+
 def test_add_accept_handler_takes_a_batch_per_event(io_loop, closing) -> None:
     [sock] = bind_sockets(0, "127.0.0.1")
     closing.append(sock)

@@ -276,7 +276,8 @@ def _schedule_task(coro: Any) -> _Task:
     next from nesting one Python frame deeper per link.
     """
     task = _Task(coro)
-    IOLoop.current().add_callback(task._step)
+    loop = task._loop  # the current loop, unless there is none yet
+    (loop if loop is not None else IOLoop.current()).add_callback(task._step)
     return task
 
 

@@ -100,6 +100,52 @@ class StreamBufferFullError(Exception):
     """A read or write buffer went over its configured maximum size."""
 
 
+_new_oserror = OSError.__new__
+_init_oserror = OSError.__init__
+
+
+def _closed_error(real_error: Optional[BaseException]) -> StreamClosedError:
+    """``StreamClosedError(real_error=real_error)``, made without running its ``__init__`` in Python.
+
+    One is made per closed connection, and an OSError subclass with a Python ``__init__`` is slow to
+    build; the result is the same object (same message, ``real_error`` and ``__cause__``).  Keep it
+    in step with ``StreamClosedError.__init__``.
+    """
+    error = _new_oserror(StreamClosedError)
+    _init_oserror(error, "Stream is closed")
+    error.real_error = real_error
+    error.__cause__ = real_error
+    return error
+
+
+def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
+    """Fails a stream's pending ``future`` (if not done) with StreamClosedError, and marks it looked at.
+
+    A closed stream is not an unhandled error: nothing is logged if nobody retrieves the failure.
+    """
+    if type(future) is Future and future._state == _PENDING:
+        # Future.set_exception, inline and without the never-retrieved logger it would make only for
+        # us to look at the failure at once: one per closed connection, the read that saw the EOF.
+        future._exception = _closed_error(error)
+        future._state = _FINISHED
+        callbacks = future._callbacks
+        if callbacks:
+            future._callbacks = None
+            loop = future._loop
+            if loop is not None:
+                loop._schedule_future_callbacks(callbacks, future)
+            else:
+                for fn in callbacks:
+                    fn(future)
+        return
+    if not future.done():
+        future.set_exception(StreamClosedError(real_error=error))
+    try:
+        future.exception()  # looked at: a closed stream is not an unhandled error
+    except CancelledError:
+        pass
+
+
 def _mark_retrieved(future: Future) -> None:
     """Done-callback that looks at a future's exception so that its failure is not logged as lost."""
     if not future.cancelled():
@@ -881,7 +927,8 @@ class BaseIOStream:
                     self._finish_read(len(self._read_buffer))
                 # On a real error the read stays pending and fails below: a truncated result must
                 # not pass for a complete one.
-            elif kind != _NO_READ and self._read_future is not None:
+            elif kind != _NO_READ and self._read_future is not None and (kind == _READ_INTO or self._read_buffer._data):
+                # (With nothing buffered no read other than read_into can end: the usual close, by EOF.)
                 try:
                     pos = self._find_read_pos()
                 except UnsatisfiableReadError:
@@ -920,24 +967,26 @@ class BaseIOStream:
 
     def _signal_closed(self) -> None:
         error = self.error
-        failing = []
-        if self._read_future is not None:
-            failing.append(self._read_future)
+        future = self._read_future
+        if future is not None and not self._write_futures and self._connect_future is None:
+            # The usual close (the peer's EOF, seen by a pending read): no list to gather.
             self._read_future = None
             self._clear_read_state()
-        if self._write_futures:
-            failing.extend(future for _, future in self._write_futures)
-            self._write_futures.clear()
-        if self._connect_future is not None:
-            failing.append(self._connect_future)
-            self._connect_future = None
-        for future in failing:
-            if not future.done():
-                future.set_exception(StreamClosedError(real_error=error))
-            try:
-                future.exception()  # looked at: a closed stream is not an unhandled error
-            except CancelledError:
-                pass
+            _fail_closed(future, error)
+        else:
+            failing = []
+            if future is not None:
+                failing.append(future)
+                self._read_future = None
+                self._clear_read_state()
+            if self._write_futures:
+                failing.extend(future for _, future in self._write_futures)
+                self._write_futures.clear()
+            if self._connect_future is not None:
+                failing.append(self._connect_future)
+                self._connect_future = None
+            for future in failing:
+                _fail_closed(future, error)
         ssl_future = self._ssl_connect_future
         if ssl_future is not None:
             # A handshake waiter wants the real cause (typically an ssl.SSLError).

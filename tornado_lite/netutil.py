@@ -251,7 +251,7 @@ _LONGEST_PAUSE = 1.0
 class _Acceptor:
     """Watches one listening socket and passes each accepted connection to ``callback``."""
 
-    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer")
+    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind")
 
     def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None]) -> None:
         self.sock = sock
@@ -260,13 +260,23 @@ class _Acceptor:
         self.removed = False
         self.pause = 0.0  # non-zero while recovering from running out of file descriptors
         self.timer: Any = None
+        # What the accepted sockets are made with (see _accept_plain): read once, as plain integers.
+        self.kind = (int(sock.family), int(sock.type), sock.proto)
         self.io_loop.add_handler(sock, self.on_readable, IOLoop.READ)
         self.watching = True
 
     def on_readable(self, fd: Any, events: int) -> None:
         # Level-triggered: whatever is left after this batch is reported again on the next poll.
-        accept = self.sock.accept
+        sock = self.sock
         callback = self.callback
+        accept: Callable[[], Tuple[socket.socket, Any]]
+        if type(sock).accept is _plain_accept:
+            # As the standard method decides per call: a listening socket with a timeout must not pass
+            # its non-blocking flag on (some platforms inherit it) unless a default timeout is set.
+            blocking = socket.getdefaulttimeout() is None and bool(sock.gettimeout())
+            accept = functools.partial(_accept_plain, sock, *self.kind, blocking)
+        else:
+            accept = sock.accept  # a socket class with its own accept: honour it
         for _ in range(_DEFAULT_BACKLOG):
             if self.removed or not self.watching:
                 return  # the callback stopped the server (or we paused) part-way through the batch
@@ -317,6 +327,24 @@ class _Acceptor:
         if self.watching:
             self.watching = False
             self.io_loop.remove_handler(self.sock)
+
+
+_plain_accept = socket.socket.accept
+
+
+def _accept_plain(
+    sock: socket.socket, family: int, kind: int, proto: int, blocking: bool
+) -> Tuple[socket.socket, Any]:
+    """``socket.socket.accept`` with what it looks up on every call looked up once per batch.
+
+    The standard method converts the family and type to enum members each time, which costs more
+    than the rest of it; the socket returned is the same.
+    """
+    fd, address = sock._accept()  # type: ignore[attr-defined]
+    connection = socket.socket(family, kind, proto, fd)
+    if blocking:
+        connection.setblocking(True)
+    return connection, address
 
 
 def _describe(sock: socket.socket) -> str:

@@ -19,11 +19,12 @@ import signal
 import socket
 import ssl
 import time
+import types
 import weakref
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
 
 from tornado_lite import gen, process
-from tornado_lite.concurrent import Future
+from tornado_lite.concurrent import _FINISHED, Future, _new_object
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.iostream import BaseIOStream, IOStream, SSLIOStream
 from tornado_lite.log import app_log, gen_log
@@ -52,6 +53,8 @@ _UNWIND_PASSES = 10
 
 
 _MIN_SWEEP_SECONDS = 0.01
+
+_CoroutineType = types.CoroutineType
 
 class IdleTimeoutError(TimeoutError):
     """Why a stream was closed: no byte went either way for ``idle_timeout`` seconds.
@@ -143,16 +146,34 @@ class _Counts:
 class _Connection:
     """One accepted connection, tracked while its stream is open or its ``handle_stream`` coroutine runs.
 
-    A drain waits until there are none left.  It holds no reference to its stream (that is the
-    record's job, a weak one), so tracking never keeps an abandoned stream alive.
+    A drain waits until there are none left.  It is also the done-callback of the handler's
+    coroutine (one object per connection rather than two): on failure it closes the stream and
+    lets the loop log the error.  It holds its stream only while that coroutine runs (the
+    coroutine holds it anyway); the record holds it weakly, so tracking never keeps an abandoned
+    stream alive.
     """
 
-    __slots__ = ("server", "stream_open", "handler_running")
+    __slots__ = ("server", "stream_open", "handler_running", "stream")
+    # Made by ``TCPServer._track`` without a constructor call (one is made per connection); ``stream``
+    # is set only for a coroutine handler, before this object becomes its done-callback.
+    server: "TCPServer"
+    stream_open: bool
+    handler_running: bool
+    stream: Optional[BaseIOStream]
 
-    def __init__(self, server: "TCPServer") -> None:
-        self.server = server
-        self.stream_open = True
+    def __call__(self, future: Any) -> None:
+        stream = self.stream
+        self.stream = None
         self.handler_running = False
+        if not self.stream_open:
+            self.server._forget(self)
+        if isinstance(future, Future) and future._state == _FINISHED and future._exception is None:
+            return  # the common end: returned normally
+        if future.cancelled() or future.exception() is not None:
+            # Nobody will use the connection now; without this the client would wait until it is collected.
+            if stream is not None:
+                stream.close()
+            future.result()  # raises here, inside a loop callback: the loop logs it to app_log
 
 
 class _StreamRecord(weakref.ref):
@@ -162,24 +183,63 @@ class _StreamRecord(weakref.ref):
     being closed (Tornado lets an abandoned stream's socket close that way), the weakref callback
     tells the server instead.  ``seen`` and ``active_at`` are the idle check's memory: the bytes
     the stream had moved at the last sweep, and when that count last changed.
+
+    Made with ``_StreamRecord(stream, _stream_collected)`` and ``conn`` then set: no Python-level
+    constructor, since one is made per connection.  ``seen`` and ``active_at`` are set only when
+    they matter (``active_at`` at the accept if a timeout is on, both by the sweep) and read with
+    the defaults 0 and 0.0 until then (each store costs, on every connection).
     """
 
     __slots__ = ("conn", "seen", "active_at")
-
-    def __new__(cls, stream: BaseIOStream, conn: _Connection) -> "_StreamRecord":
-        return weakref.ref.__new__(cls, stream, _stream_collected)
-
-    def __init__(self, stream: BaseIOStream, conn: _Connection) -> None:
-        # weakref.ref.__new__ did the referencing; its __init__ has nothing to add.
-        self.conn = conn
-        self.seen = 0
-        self.active_at = 0.0
+    conn: _Connection
+    seen: int
+    active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        self.conn.server._stream_closed(self, stream)
+        # Every connection comes here once: the server's bookkeeping is inline, not a call away.
+        conn = self.conn
+        server = conn.server
+        server._live_streams.discard(self)
+        counts = server._counts
+        counts.bytes_in += stream._bytes_read
+        counts.bytes_out += stream._bytes_written
+        counts.closed += 1  # what _stream_ended does
+        conn.stream_open = False
+        if not conn.handler_running:
+            server._forget(conn)
+        if server._accept_paused:
+            server._maybe_resume_accepting()
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.conn.server._stream_replaced(self, old, new)
+
+
+class _HandlerTask(gen._Task):
+    """The task that runs a coroutine ``handle_stream``; its connection is its done-callback.
+
+    When the coroutine returns normally, the task tells the connection at once and drops that
+    callback, which would only do the same a loop pass later (the usual end of every connection;
+    a failure or cancellation still goes through the callback, which closes the stream and lets
+    the loop log the error).  Should the task never call ``_finish``, the callback does it all.
+    """
+
+    __slots__ = ("_conn",)
+    _conn: Optional[_Connection]
+
+    def _finish(self, value: Any) -> None:
+        conn = self._conn
+        callbacks = self._callbacks
+        # The connection is the first callback (added before the task started); a task cancelled in
+        # its last step ends as cancelled, which the callback handles.
+        if conn is not None and callbacks and callbacks[0] is conn and not self._must_cancel:
+            self._conn = None
+            del callbacks[0]
+            # What the callback would do for a normal return, now and inline (every connection ends so).
+            conn.stream = None
+            conn.handler_running = False
+            if not conn.stream_open:
+                conn.server._forget(conn)
+        gen._Task._finish(self, value)
 
 
 def _stream_collected(record: _StreamRecord) -> None:
@@ -189,28 +249,6 @@ def _stream_collected(record: _StreamRecord) -> None:
 def _wake(waiter: Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class _HandlerDone:
-    """Runs when a handle_stream coroutine ends: on failure, closes its stream and lets the loop log it.
-
-    A slotted callable rather than a partial: one of these lives per connection, so its size counts.
-    """
-
-    __slots__ = ("stream", "conn")
-
-    def __init__(self, stream: IOStream, conn: _Connection) -> None:
-        self.stream = stream
-        self.conn = conn
-
-    def __call__(self, future: Any) -> None:
-        stream, conn = self.stream, self.conn
-        self.stream = self.conn = None  # type: ignore[assignment]
-        conn.server._handler_done(conn)
-        if future.cancelled() or future.exception() is not None:
-            # Nobody will use the connection now; without this the client would wait until it is collected.
-            stream.close()
-        future.result()  # raises here, inside a loop callback: the loop logs it to app_log
 
 
 class TCPServer:
@@ -459,8 +497,14 @@ class TCPServer:
     # -- connection bookkeeping --------------------------------------------------------------------
 
     def _track(self, stream: IOStream) -> _Connection:
-        conn = _Connection(self)
-        record = _StreamRecord(stream, conn)
+        conn = _new_object(_Connection)
+        conn.server = self
+        conn.stream_open = True
+        # Running until it is known not to be a coroutine: a coroutine's first step may close the
+        # stream, and that is not the end of the connection yet.
+        conn.handler_running = True
+        record = _StreamRecord(stream, _stream_collected)
+        record.conn = conn
         stream._tracker = record
         self._live_conns.add(conn)
         self._live_streams.add(record)
@@ -476,15 +520,6 @@ class TCPServer:
         if limit is not None and counts.accepted - counts.closed >= limit and not self._accept_paused:
             self._pause_accepting()
         return conn
-
-    def _stream_closed(self, record: _StreamRecord, stream: BaseIOStream) -> None:
-        self._live_streams.discard(record)
-        counts = self._counts
-        counts.bytes_in += stream._bytes_read
-        counts.bytes_out += stream._bytes_written
-        self._stream_ended(record.conn)
-        if self._accept_paused:
-            self._maybe_resume_accepting()
 
     def _stream_collected(self, record: _StreamRecord) -> None:
         # Abandoned without a close (its socket closes as it is freed): a closed connection whose
@@ -503,8 +538,10 @@ class TCPServer:
         counts = self._counts
         counts.bytes_in += old._bytes_read
         counts.bytes_out += old._bytes_written
-        successor = _StreamRecord(new, record.conn)
-        successor.active_at = time.monotonic() if record.active_at else 0.0
+        successor = _StreamRecord(new, _stream_collected)
+        successor.conn = record.conn
+        if getattr(record, "active_at", 0.0):
+            successor.active_at = time.monotonic()
         new._tracker = successor
         self._live_streams.add(successor)
 
@@ -566,13 +603,13 @@ class TCPServer:
             if stream is None or stream._closed:
                 continue
             moved = stream._bytes_read + stream._bytes_written
-            if moved != record.seen:
+            if moved != getattr(record, "seen", 0):
                 record.seen = moved
                 record.active_at = now
                 continue
             # No byte moved since the last sweep: quiet since active_at (the accept, if none ever did;
             # so during a TLS handshake, which moves no application bytes, this is its duration).
-            quiet = now - record.active_at
+            quiet = now - getattr(record, "active_at", 0.0)
             if handshake_timeout is not None and getattr(stream, "_ssl_accepting", False):
                 if quiet >= handshake_timeout:
                     counts.handshake_timeouts += 1
@@ -613,24 +650,35 @@ class TCPServer:
         stream: Optional[IOStream] = None
         conn: Optional[_Connection] = None
         try:
+            max_buffer_size, read_chunk_size = self.max_buffer_size, self.read_chunk_size
             if context is not None:
-                stream = SSLIOStream(
-                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-                )
+                stream = SSLIOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
+            elif max_buffer_size is None and read_chunk_size is None:
+                stream = IOStream(connection)
             else:
-                stream = IOStream(
-                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-                )
+                stream = IOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
             conn = self._track(stream)
-            # Running until it is known not to be a coroutine: a coroutine's first step may close the
-            # stream, and that is not the end of the connection yet.
-            conn.handler_running = True
             result = self.handle_stream(stream, address)
             if result is None:
                 self._handler_done(conn)
             else:
-                future = gen.convert_yielded(result)
-                IOLoop.current().add_future(future, _HandlerDone(stream, conn))
+                conn.stream = stream
+                if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
+                    # What convert_yielded and add_future do with a native coroutine (when nothing was
+                    # registered that could claim it), without the dispatch and type checks on the way:
+                    # the task belongs to the current loop, which runs the callback.
+                    task = _HandlerTask(result)
+                    task._conn = conn
+                    loop = task._loop
+                    if loop is not None:
+                        task._callbacks = [conn]  # add_done_callback, for a new task on a known loop
+                    else:
+                        task.add_done_callback(conn)
+                        loop = IOLoop.current()
+                    # Started on the next loop pass, as gen.convert_yielded would start it.
+                    loop.add_callback(task._step)
+                else:
+                    IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
             app_log.error("Error in connection callback", exc_info=True)
             if conn is not None:
