@@ -100,24 +100,6 @@ class StreamBufferFullError(Exception):
     """A read or write buffer went over its configured maximum size."""
 
 
-_new_oserror = OSError.__new__
-_init_oserror = OSError.__init__
-
-
-def _closed_error(real_error: Optional[BaseException]) -> StreamClosedError:
-    """``StreamClosedError(real_error=real_error)``, made without running its ``__init__`` in Python.
-
-    One is made per closed connection, and an OSError subclass with a Python ``__init__`` is slow to
-    build; the result is the same object (same message, ``real_error`` and ``__cause__``).  Keep it
-    in step with ``StreamClosedError.__init__``.
-    """
-    error = _new_oserror(StreamClosedError)
-    _init_oserror(error, "Stream is closed")
-    error.real_error = real_error
-    error.__cause__ = real_error
-    return error
-
-
 def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
     """Fails a stream's pending ``future`` (if not done) with StreamClosedError, and marks it looked at.
 
@@ -126,7 +108,7 @@ def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
     if type(future) is Future and future._state == _PENDING:
         # Future.set_exception, inline and without the never-retrieved logger it would make only for
         # us to look at the failure at once: one per closed connection, the read that saw the EOF.
-        future._exception = _closed_error(error)
+        future._exception = StreamClosedError(real_error=error)
         future._state = _FINISHED
         callbacks = future._callbacks
         if callbacks:
