@@ -110,15 +110,8 @@ def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
         # us to look at the failure at once: one per closed connection, the read that saw the EOF.
         future._exception = StreamClosedError(real_error=error)
         future._state = _FINISHED
-        callbacks = future._callbacks
-        if callbacks:
-            future._callbacks = None
-            loop = future._loop
-            if loop is not None:
-                loop._schedule_future_callbacks(callbacks, future)
-            else:
-                for fn in callbacks:
-                    fn(future)
+        if future._callbacks:
+            future._schedule_callbacks()
         return
     if not future.done():
         future.set_exception(StreamClosedError(real_error=error))
