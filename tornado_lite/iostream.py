@@ -942,26 +942,20 @@ class BaseIOStream:
 
     def _signal_closed(self) -> None:
         error = self.error
+        failing = []
         future = self._read_future
-        if future is not None and not self._write_futures and self._connect_future is None:
-            # The usual close (the peer's EOF, seen by a pending read): no list to gather.
+        if future is not None:
+            failing.append(future)
             self._read_future = None
             self._clear_read_state()
+        if self._write_futures:
+            failing.extend(future for _, future in self._write_futures)
+            self._write_futures.clear()
+        if self._connect_future is not None:
+            failing.append(self._connect_future)
+            self._connect_future = None
+        for future in failing:
             _fail_closed(future, error)
-        else:
-            failing = []
-            if future is not None:
-                failing.append(future)
-                self._read_future = None
-                self._clear_read_state()
-            if self._write_futures:
-                failing.extend(future for _, future in self._write_futures)
-                self._write_futures.clear()
-            if self._connect_future is not None:
-                failing.append(self._connect_future)
-                self._connect_future = None
-            for future in failing:
-                _fail_closed(future, error)
         ssl_future = self._ssl_connect_future
         if ssl_future is not None:
             # A handshake waiter wants the real cause (typically an ssl.SSLError).
@@ -1300,11 +1294,11 @@ class BaseIOStream:
         """Whether a new read may go to the kernel now rather than wait for the poller.
 
         A plain stream reads at most once per loop pass, whether the poller or a new read asked: a
-        peer that always has more data (a bulk upload) would otherwise keep one coroutine reading
-        and writing inline without ever returning to the loop, while every other connection waited.  Served in turns,
-        all connections move at once, which is also faster: measured with 4 bulk connections, 1.2-1.4
-        GB/s against 0.6-0.9 GB/s read inline without limit.  (A stream whose own events are not
-        plain reads, such as TLS, decides for itself: see SSLIOStream.)
+        peer that always has more data (a bulk upload) would otherwise keep one coroutine reading and
+        writing inline without ever returning to the loop, while every other connection waited.
+        Served in turns, all connections move at once, which is also faster: measured with 4 bulk
+        connections, 1.2-1.4 GB/s against 0.6-0.9 GB/s read inline without limit.  (A stream whose
+        own events are not plain reads, such as TLS, decides for itself: see SSLIOStream.)
         """
         if not self._plain_read_events:
             return True
