@@ -164,9 +164,7 @@ class _Connection:
     def __call__(self, future: Any) -> None:
         stream = self.stream
         self.stream = None
-        self.handler_running = False
-        if not self.stream_open:
-            self.server._forget(self)
+        self.server._handler_done(self)
         if isinstance(future, Future) and future._state == _FINISHED and future._exception is None:
             return  # the common end: returned normally
         if future.cancelled() or future.exception() is not None:
@@ -196,17 +194,13 @@ class _StreamRecord(weakref.ref):
     active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        # Every connection comes here once: the server's bookkeeping is inline, not a call away.
         conn = self.conn
         server = conn.server
         server._live_streams.discard(self)
         counts = server._counts
         counts.bytes_in += stream._bytes_read
         counts.bytes_out += stream._bytes_written
-        counts.closed += 1  # what _stream_ended does
-        conn.stream_open = False
-        if not conn.handler_running:
-            server._forget(conn)
+        server._stream_ended(conn)
         if server._accept_paused:
             server._maybe_resume_accepting()
 
@@ -234,11 +228,9 @@ class _HandlerTask(gen._Task):
         if conn is not None and callbacks and callbacks[0] is conn and not self._must_cancel:
             self._conn = None
             del callbacks[0]
-            # What the callback would do for a normal return, now and inline (every connection ends so).
+            # What the callback would do for a normal return, now (every connection ends so).
             conn.stream = None
-            conn.handler_running = False
-            if not conn.stream_open:
-                conn.server._forget(conn)
+            conn.server._handler_done(conn)
         gen._Task._finish(self, value)
 
 
