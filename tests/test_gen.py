@@ -1200,3 +1200,62 @@ def test_error_classes() -> None:
     assert ret.value == (1, 2) and ret.args == ((1, 2),)
     assert gen.Return().value is None
     assert gen.TimeoutError is TimeoutError
+
+
+# -- current_task and cancelling (tornado_lite's counterparts of asyncio's) --------------------------
+
+
+@lite_only
+def test_current_task_is_the_task_running_its_step(io_loop) -> None:
+    seen = {}
+
+    @gen.coroutine
+    def inner():
+        seen["inner_start"] = gen.current_task()
+        yield gen.moment
+        seen["inner_after"] = gen.current_task()
+
+    async def outer():
+        seen["outer_start"] = gen.current_task()
+        fut = inner()  # a @gen.coroutine's first step runs inside this step
+        seen["outer_after_inner_started"] = gen.current_task()
+        await fut
+        seen["outer_end"] = gen.current_task()
+        return fut
+
+    assert gen.current_task(io_loop) is None
+    inner_task = run(io_loop, outer)
+    assert seen["outer_start"] is seen["outer_after_inner_started"] is seen["outer_end"]
+    assert seen["outer_start"] is not None
+    assert seen["inner_start"] is seen["inner_after"] is inner_task
+    assert inner_task is not seen["outer_start"]
+    # Outside any step (a plain callback) there is no current task.
+    got = []
+    io_loop.add_callback(lambda: got.append(gen.current_task()))
+    io_loop.add_callback(io_loop.stop)
+    io_loop.start()
+    assert got == [None]
+
+
+@lite_only
+def test_cancelling_counts_requests_until_uncancelled(io_loop) -> None:
+    async def main():
+        waiter = Future()
+
+        async def sleeper():
+            try:
+                await waiter
+            except CancelledError:
+                me = gen.current_task()
+                assert me.cancelling() == 1
+                assert me.uncancel() == 0
+                return "survived"
+
+        task = gen.convert_yielded(sleeper())
+        await gen.moment
+        assert task.cancelling() == 0
+        assert task.cancel()
+        assert task.cancelling() == 1
+        return await task
+
+    assert run(io_loop, main) == "survived"

@@ -123,9 +123,14 @@ class _Task(Future):
         name = getattr(coro, "__qualname__", None) or repr(coro)
         return f"<Task {('pending', 'finished', 'cancelled')[self._state]} {name}>"
 
+    # How many cancellations were asked for and not withdrawn (asyncio's Task.cancelling()).  A class
+    # default: a task gets a count of its own (in its __dict__) only once somebody cancels it.
+    _cancel_requests = 0
+
     def cancel(self, msg: Any = None) -> bool:
         if self._state != _PENDING:
             return False
+        self._cancel_requests += 1
         waiting = self._waiting
         if waiting is not None and waiting.cancel():
             # The coroutine learns of it from the cancelled future, on its next step.
@@ -142,77 +147,98 @@ class _Task(Future):
         self._waiting = None
         if self._state != _PENDING:
             return
-        coro = self._coro
-        run = self._context.run
-        while True:
-            try:
-                if self._must_cancel:
-                    self._must_cancel = False
-                    yielded = run(coro.throw, CancelledError())
-                elif error is not None:
-                    exc, error = error, None
-                    yielded = run(coro.throw, exc)
-                elif future is None:
-                    yielded = run(coro.send, None)
-                elif future._state == _FINISHED and future._exception is None:
-                    yielded = run(coro.send, future._result)
-                else:
-                    # Failed or cancelled.  Taken without raising it here: raised in this frame, it would
-                    # become the __context__ of what the coroutine raises next, and this frame (with the
-                    # futures in its locals) would enter its traceback, a cycle only the GC frees.
-                    yielded = run(coro.throw, future._retrieve_failure())
-            except StopIteration as stop:
-                self._finish(stop.value)
-                return
-            except Return as ret:
-                self._finish(ret.value)
-                return
-            except CancelledError:
-                self._coro = None
-                Future.cancel(self)
-                return
-            except (KeyboardInterrupt, SystemExit) as exc:
-                self._coro = None
-                Future.set_exception(self, exc)
-                raise
-            except BaseException as exc:
-                self._coro = None
-                Future.set_exception(self, _without_this_frame(exc))
-                return
-
-            if isinstance(yielded, Future):
-                if yielded is moment:
-                    self._after_one_pass()
-                    return
-                future = yielded
-            elif yielded is None:
-                self._after_one_pass()
-                return
-            else:
+        # current_task() is the loop's record of the task in a step (inline here, not a wrapper call:
+        # this is the hot path).  Steps nest (a @gen.coroutine's first step runs inside its caller's),
+        # so the outer one is put back.
+        loop = self._loop
+        if loop is not None:
+            outer = loop._current_task
+            loop._current_task = self
+        try:
+            coro = self._coro
+            run = self._context.run
+            while True:
                 try:
-                    # In the task's own context: a coroutine started from here inherits its variables.
-                    future = run(convert_yielded, yielded)
-                except BadYieldError as exc:
-                    future, error = None, exc
-                    continue
-                if future is moment:
+                    if self._must_cancel:
+                        self._must_cancel = False
+                        yielded = run(coro.throw, CancelledError())
+                    elif error is not None:
+                        exc, error = error, None
+                        yielded = run(coro.throw, exc)
+                    elif future is None:
+                        yielded = run(coro.send, None)
+                    elif future._state == _FINISHED and future._exception is None:
+                        yielded = run(coro.send, future._result)
+                    else:
+                        # Failed or cancelled.  Taken without raising it here: raised in this frame, it would
+                        # become the __context__ of what the coroutine raises next, and this frame (with the
+                        # futures in its locals) would enter its traceback, a cycle only the GC frees.
+                        yielded = run(coro.throw, future._retrieve_failure())
+                except StopIteration as stop:
+                    self._finish(stop.value)
+                    return
+                except Return as ret:
+                    self._finish(ret.value)
+                    return
+                except CancelledError:
+                    self._coro = None
+                    Future.cancel(self)
+                    return
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    self._coro = None
+                    Future.set_exception(self, exc)
+                    raise
+                except BaseException as exc:
+                    self._coro = None
+                    Future.set_exception(self, _without_this_frame(exc))
+                    return
+
+                if isinstance(yielded, Future):
+                    if yielded is moment:
+                        self._after_one_pass()
+                        return
+                    future = yielded
+                elif yielded is None:
                     self._after_one_pass()
                     return
-            if future._state != _PENDING:
-                continue
-            self._waiting = future
-            if type(future) is Future and future._loop is not None:
-                # Future.add_done_callback, inlined for the common case (one of ours, loop known).
-                callbacks = future._callbacks
-                if callbacks is None:
-                    future._callbacks = [self._step]
                 else:
-                    callbacks.append(self._step)
-            else:
-                future.add_done_callback(self._step)
-            if self._must_cancel and future.cancel():
-                self._must_cancel = False
-            return
+                    try:
+                        # In the task's own context: a coroutine started from here inherits its variables.
+                        future = run(convert_yielded, yielded)
+                    except BadYieldError as exc:
+                        future, error = None, exc
+                        continue
+                    if future is moment:
+                        self._after_one_pass()
+                        return
+                if future._state != _PENDING:
+                    continue
+                self._waiting = future
+                if type(future) is Future and future._loop is not None:
+                    # Future.add_done_callback, inlined for the common case (one of ours, loop known).
+                    callbacks = future._callbacks
+                    if callbacks is None:
+                        future._callbacks = [self._step]
+                    else:
+                        callbacks.append(self._step)
+                else:
+                    future.add_done_callback(self._step)
+                if self._must_cancel and future.cancel():
+                    self._must_cancel = False
+                return
+        finally:
+            if loop is not None:
+                loop._current_task = outer
+
+    def cancelling(self) -> int:
+        """The number of pending cancellation requests, as ``asyncio.Task.cancelling()``."""
+        return self._cancel_requests
+
+    def uncancel(self) -> int:
+        """Withdraws one cancellation request and returns how many remain (``asyncio.Task.uncancel``)."""
+        if self._cancel_requests > 0:
+            self._cancel_requests -= 1
+        return self._cancel_requests
 
     def _finish(self, value: Any) -> None:
         self._coro = None
@@ -225,6 +251,18 @@ class _Task(Future):
     def _after_one_pass(self) -> None:
         loop = IOLoop.current()
         loop.add_callback(self._step)
+
+
+def current_task(loop: Optional[IOLoop] = None) -> "Optional[_Task]":
+    """The task whose coroutine is running now on ``loop`` (default: this thread's loop), or None.
+
+    tornado_lite's counterpart of ``asyncio.current_task()``; not part of Tornado's API.
+    """
+    if loop is None:
+        loop = IOLoop.current(instance=False)
+        if loop is None:
+            return None
+    return loop._current_task
 
 
 def _without_this_frame(exc: BaseException) -> BaseException:

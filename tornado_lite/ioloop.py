@@ -617,6 +617,8 @@ class IOLoop(Configurable):
         self._blocking_threshold: Optional[float] = None
         self._watchdog: Optional["_Watchdog"] = None
         self._stats = LoopStats()
+        # The gen task whose step is running on this loop (gen.current_task); gen keeps it up to date.
+        self._current_task: Any = None
         if make_current:
             self.make_current()
 
