@@ -105,10 +105,10 @@ _null_future.set_result(None)
 
 # What ends a task as cancelled (rather than failed) when its coroutine raises it.  The asyncio bridge adds
 # asyncio.CancelledError at install (_set_cancellation_types); looked up only when a coroutine raises.
-_cancellation_types: Tuple[type, ...] = (CancelledError,)
+_cancellation_types: Tuple[Type[BaseException], ...] = (CancelledError,)
 
 
-def _set_cancellation_types(types_: Tuple[type, ...]) -> None:
+def _set_cancellation_types(types_: Tuple[Type[BaseException], ...]) -> None:
     global _cancellation_types
     _cancellation_types = tuple(types_)
 

@@ -86,6 +86,7 @@ class _TimerHandle(asyncio.TimerHandle):
     """asyncio's timer handle, plus the IOLoop timer behind it (cancelled with it)."""
 
     __slots__ = ("_ioloop_timer",)
+    _ioloop_timer: Any
 
 
 class _FdWatch:
@@ -296,7 +297,9 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None) -> asyncio.Handle:
+    def call_soon(  # type: ignore[override]
+        self, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None
+    ) -> asyncio.Handle:
         self._check_closed()
         if self._debug:
             self._check_thread()
@@ -305,7 +308,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         self._get_ioloop().add_callback(_run_handle, handle)
         return handle
 
-    def call_soon_threadsafe(
+    def call_soon_threadsafe(  # type: ignore[override]
         self, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None
     ) -> asyncio.Handle:
         self._check_closed()
@@ -315,14 +318,14 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         self._get_ioloop().add_callback(_run_handle, handle)  # add_callback is the IOLoop's thread-safe entry
         return handle
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self, delay: float, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None
     ) -> asyncio.TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
         return self.call_at(self.time() + delay, callback, *args, context=context)
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None
     ) -> asyncio.TimerHandle:
         if when is None:
@@ -333,7 +336,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
             self._check_callback(callback, "call_at")
         timer = _TimerHandle(when, callback, args, self, context)
         timer._ioloop_timer = self._get_ioloop().call_later(max(0.0, when - self.time()), _run_handle, timer)
-        timer._scheduled = True
+        timer._scheduled = True  # type: ignore[attr-defined]
         return timer
 
     def _timer_handle_cancelled(self, handle: Any) -> None:
@@ -349,12 +352,14 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> "asyncio.Future[Any]":
         return asyncio.Future(loop=self)
 
-    def create_task(self, coro: Any, *, name: Optional[str] = None, context: Optional[contextvars.Context] = None) -> Any:
+    def create_task(
+        self, coro: Any, *, name: Optional[str] = None, context: Optional[contextvars.Context] = None
+    ) -> Any:
         self._check_closed()
         if self._task_factory is None:
-            task = asyncio.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
+            task = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[call-arg]
+            if task._source_traceback:  # type: ignore[attr-defined]
+                del task._source_traceback[-1]  # type: ignore[attr-defined]
         else:
             if context is None:
                 task = self._task_factory(self, coro)
@@ -380,7 +385,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
     def _asyncgen_firstiter_hook(self, agen: Any) -> None:
         if self._asyncgens_shutdown_called:
             warnings.warn(f"asynchronous generator {agen!r} was scheduled after loop.shutdown_asyncgens() call",
-                          ResourceWarning, source=self)
+                          ResourceWarning, stacklevel=2, source=self)
         self._asyncgens.add(agen)
 
     def _asyncgen_finalizer_hook(self, agen: Any) -> None:
@@ -405,7 +410,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
 
     # -- executors -----------------------------------------------------------------------------------
 
-    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":  # type: ignore[override]
         self._check_closed()
         if asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
             raise TypeError("coroutines cannot be used with run_in_executor()")
@@ -513,10 +518,10 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         if events & (_WRITE | _ERROR) and watch.writer is not None:
             _run_handle(watch.writer)
 
-    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         self._watch(fd, callback, args, writing=False)
 
-    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         self._watch(fd, callback, args, writing=True)
 
     def remove_reader(self, fd: Any) -> bool:
@@ -607,7 +612,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         resolved = infos[0][4]
         return resolved if len(address) <= 2 else (resolved[0], resolved[1], *address[2:])
 
-    async def sock_sendfile(self, sock: Any, file: Any, offset: int = 0, count: Optional[int] = None,
+    async def sock_sendfile(self, sock: Any, file: Any, offset: int = 0, count: Optional[int] = None,  # type: ignore[override]
                             *, fallback: bool = True) -> int:
         self._check_nonblocking(sock)
         file.seek(offset)
@@ -639,7 +644,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
 
     # -- signals -------------------------------------------------------------------------------------
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:  # type: ignore[override]
         if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
@@ -813,7 +818,7 @@ class AsyncIOMainLoop(BaseAsyncIOLoop):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             asyncio_loop = asyncio.get_event_loop()
-        super().initialize(asyncio_loop=asyncio_loop, **kwargs)
+        super().initialize(asyncio_loop=asyncio_loop, **kwargs)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------
