@@ -81,6 +81,10 @@ def test_asyncio_run_serves_a_tcp_server_on_one_loop() -> None:
     assert out.strip() == "b'hello\\n'"
 
 
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout, TaskGroup, Runner: Python 3.11+")
+
+
+@needs_311
 def test_asyncio_primitives_inside_tornado_coroutines() -> None:
     # The handler coroutine is tornado_lite's own task; everything it awaits is asyncio's.
     out = run_program("""
@@ -134,6 +138,7 @@ def test_asyncio_primitives_inside_tornado_coroutines() -> None:
     ]
 
 
+@needs_311
 def test_tornado_futures_inside_asyncio_tasks() -> None:
     out = run_program("""
         async def reader(port):
@@ -306,6 +311,7 @@ def test_isolated_asyncio_test_case_runs_on_the_loop() -> None:
     assert out.strip().splitlines()[-1] == "2 0 0"
 
 
+@needs_311
 def test_asyncio_runner_keeps_one_loop_across_runs() -> None:
     out = run_program("""
         async def which():
@@ -459,6 +465,7 @@ def test_the_loop_api_on_real_sockets() -> None:
 
 
 @lite_only
+@needs_311
 def test_a_tornado_lite_task_is_asyncio_current_task_and_cancels_like_one() -> None:
     out = run_program("""
         async def handler():
