@@ -555,3 +555,36 @@ def test_documented_asyncio_echo_examples_under_python_m_tornado_lite() -> None:
         [sys.executable, "-m", "tornado_lite", "examples/asyncio_echo_client.py"],
     )
     assert out.strip() == "ok 12"
+
+
+def test_policy_threads_and_any_thread_policy() -> None:
+    out = run_program("""
+        import warnings
+        platform = importlib.import_module(IMPL + ".platform.asyncio")
+        results = {}
+
+        def in_thread(key, policy_first):
+            try:
+                if policy_first:
+                    asyncio.get_event_loop()
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                io = IOLoop.current()
+                results[key] = (io.asyncio_loop is loop, loop.run_until_complete(asyncio.sleep(0, "ran")))
+                loop.close()
+            except RuntimeError as exc:
+                results[key] = "RuntimeError"
+
+        for key, first in (("plain", True), ("explicit", False)):
+            thread = threading.Thread(target=in_thread, args=(key, first))
+            thread.start()
+            thread.join()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(platform.AnyThreadEventLoopPolicy())
+        thread = threading.Thread(target=in_thread, args=("any thread", True))
+        thread.start()
+        thread.join()
+        print(results["plain"], results["explicit"], results["any thread"])
+        """)
+    assert out.strip() == "RuntimeError (True, 'ran') (True, 'ran')"
