@@ -81,6 +81,10 @@ def test_asyncio_run_serves_a_tcp_server_on_one_loop() -> None:
     assert out.strip() == "b'hello\\n'"
 
 
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout, TaskGroup, Runner: Python 3.11+")
+
+
+@needs_311
 def test_asyncio_primitives_inside_tornado_coroutines() -> None:
     # The handler coroutine is tornado_lite's own task; everything it awaits is asyncio's.
     out = run_program("""
@@ -134,6 +138,7 @@ def test_asyncio_primitives_inside_tornado_coroutines() -> None:
     ]
 
 
+@needs_311
 def test_tornado_futures_inside_asyncio_tasks() -> None:
     out = run_program("""
         async def reader(port):
@@ -306,6 +311,7 @@ def test_isolated_asyncio_test_case_runs_on_the_loop() -> None:
     assert out.strip().splitlines()[-1] == "2 0 0"
 
 
+@needs_311
 def test_asyncio_runner_keeps_one_loop_across_runs() -> None:
     out = run_program("""
         async def which():
@@ -459,6 +465,7 @@ def test_the_loop_api_on_real_sockets() -> None:
 
 
 @lite_only
+@needs_311
 def test_a_tornado_lite_task_is_asyncio_current_task_and_cancels_like_one() -> None:
     out = run_program("""
         async def handler():
@@ -548,3 +555,36 @@ def test_documented_asyncio_echo_examples_under_python_m_tornado_lite() -> None:
         [sys.executable, "-m", "tornado_lite", "examples/asyncio_echo_client.py"],
     )
     assert out.strip() == "ok 12"
+
+
+def test_policy_threads_and_any_thread_policy() -> None:
+    out = run_program("""
+        import warnings
+        platform = importlib.import_module(IMPL + ".platform.asyncio")
+        results = {}
+
+        def in_thread(key, policy_first):
+            try:
+                if policy_first:
+                    asyncio.get_event_loop()
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                io = IOLoop.current()
+                results[key] = (io.asyncio_loop is loop, loop.run_until_complete(asyncio.sleep(0, "ran")))
+                loop.close()
+            except RuntimeError as exc:
+                results[key] = "RuntimeError"
+
+        for key, first in (("plain", True), ("explicit", False)):
+            thread = threading.Thread(target=in_thread, args=(key, first))
+            thread.start()
+            thread.join()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(platform.AnyThreadEventLoopPolicy())
+        thread = threading.Thread(target=in_thread, args=("any thread", True))
+        thread.start()
+        thread.join()
+        print(results["plain"], results["explicit"], results["any thread"])
+        """)
+    assert out.strip() == "RuntimeError (True, 'ran') (True, 'ran')"
