@@ -335,3 +335,43 @@ def test_launcher_runs_a_tornado_apps_own_pytest_suite(tmp_path) -> None:
     result = run_launcher(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_the_shims_functions_on_tornado_lites_loop() -> None:
+    out = run_ok(
+        """
+        import concurrent.futures, tornado_lite
+        tornado_lite.install()
+        import tornado.web, tornado.ioloop
+        from tornado_lite.concurrent import Future
+        shim = tornado.web.asyncio
+
+        async def child():
+            return "child done"
+
+        async def main():
+            loop = tornado.ioloop.IOLoop.current()
+            me = shim.current_task()
+            assert me is not None and me.cancelling() == 0
+            passes_before = loop.stats().passes
+            assert await shim.sleep(0) is None
+            assert loop.stats().passes > passes_before  # sleep(0) gave the loop a pass
+            start = loop.time()
+            assert await shim.sleep(0.05, "slept") == "slept"
+            assert loop.time() - start >= 0.04
+            pending = Future()
+            assert shim.ensure_future(pending) is pending
+            task = shim.create_task(child(), name="ignored")
+            assert isinstance(task, Future) and task is not me
+            assert await task == "child done"
+            assert await shim.ensure_future(child()) == "child done"
+            return "ok"
+
+        print(tornado.ioloop.IOLoop.current().run_sync(main))
+        assert shim.current_task() is None  # outside any task
+        assert shim.CancelledError is concurrent.futures.CancelledError
+        import asyncio
+        assert shim.Queue is asyncio.Queue and shim.iscoroutinefunction is asyncio.iscoroutinefunction
+        """
+    )
+    assert out.strip() == "ok"
