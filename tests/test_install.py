@@ -324,7 +324,7 @@ class HelloTest(AsyncHTTPTestCase):
 
     def test_runs_on_tornado_lite(self):
         import tornado_lite.ioloop
-        self.assertIs(type(self.io_loop), tornado_lite.ioloop.IOLoop)
+        self.assertIsInstance(self.io_loop, tornado_lite.ioloop.IOLoop)
 '''
 
 
@@ -369,8 +369,18 @@ def test_the_shims_functions_on_tornado_lites_loop() -> None:
 
         print(tornado.ioloop.IOLoop.current().run_sync(main))
         assert shim.current_task() is None  # outside any task
-        assert shim.CancelledError is concurrent.futures.CancelledError
+        # Tornado's modules imported asyncio, so the bridge is installed: the shim's CancelledError is
+        # asyncio's own, and a cancelled tornado_lite future raises a subclass of it and of ours.
         import asyncio
+        assert shim.CancelledError is asyncio.CancelledError
+        cancelled = Future()
+        cancelled.cancel()
+        try:
+            cancelled.result()
+        except shim.CancelledError as exc:
+            assert isinstance(exc, concurrent.futures.CancelledError)
+        else:
+            raise AssertionError("not cancelled")
         assert shim.Queue is asyncio.Queue and shim.iscoroutinefunction is asyncio.iscoroutinefunction
         """
     )

@@ -25,7 +25,7 @@ import types
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tornado_lite import gen
-from tornado_lite.concurrent import CancelledError, Future
+from tornado_lite.concurrent import Future
 
 # Tornado's module name (after "tornado.") -> the tornado_lite module that replaces it.
 CORE_MODULES: Dict[str, str] = {
@@ -98,15 +98,14 @@ class AsyncioShim:
     """What the name ``asyncio`` means inside Tornado's HTTP-layer modules after ``install()``.
 
     ``sleep``, ``ensure_future``, ``create_task`` and ``current_task`` act on tornado_lite's loop and
-    tasks; ``CancelledError`` is tornado_lite's (``concurrent.futures.CancelledError``), the error a
-    cancelled tornado_lite task raises.  It cannot be a tuple of both cancellation classes: Tornado
-    writes ``except (Exception, asyncio.CancelledError)``, and Python refuses a tuple nested in an
-    ``except`` clause.  Every other attribute is the real asyncio module's.
+    tasks.  Every other attribute is the real asyncio module's, ``CancelledError`` included: a Tornado
+    module imports asyncio, so the asyncio bridge is installed with it (see ``_BridgeOnImportLoader``),
+    and from then on a cancelled tornado_lite task raises the bridge's ``CancelledError``, a subclass of
+    both asyncio's and ``concurrent.futures``'.  (A tuple of both classes would not do: Tornado writes
+    ``except (Exception, asyncio.CancelledError)``, and Python refuses a tuple nested in ``except``.)
     """
 
     __slots__ = ("_asyncio",)
-
-    CancelledError = CancelledError
     sleep = staticmethod(_sleep)
     ensure_future = staticmethod(_ensure_future)
     create_task = staticmethod(_create_task)
@@ -175,6 +174,66 @@ class _HTTPLayerLoader(importlib.abc.Loader):
         return getattr(self._real, name)
 
 
+class _BridgeOnImportLoader(importlib.abc.Loader):
+    """Runs the stdlib's asyncio package, then installs tornado_lite's asyncio bridge on it.
+
+    So ``asyncio.run()``, asyncio's primitives and Tornado's own asyncio call sites run on tornado_lite's
+    loop as soon as anything imports asyncio, while a program that never does loads no asyncio at all.
+    """
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        return self._real.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The package keeps its real loader, as if this one had never been there.
+        module.__loader__ = self._real
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._real
+        self._real.exec_module(module)
+        _install_asyncio_bridge()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+_BRIDGE = "tornado_lite.platform.asyncio"
+
+
+def _install_asyncio_bridge() -> None:
+    bridge = sys.modules.get(_BRIDGE)
+    if bridge is not None and not hasattr(bridge, "install"):
+        # The bridge's own first line imported asyncio: it is half made, and _BridgeModuleLoader installs
+        # it once it is whole.
+        return
+    # Lazy: the bridge imports asyncio, which only it may do, and only once something asked for asyncio.
+    from tornado_lite.platform import asyncio as bridge
+
+    bridge.install()
+
+
+class _BridgeModuleLoader(importlib.abc.Loader):
+    """Runs ``tornado_lite.platform.asyncio`` itself, then installs it (it was imported under install())."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        return self._real.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self._real
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._real
+        self._real.exec_module(module)
+        module.install()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
 class _StandInPackageLoader(importlib.abc.Loader):
     """The ``tornado`` package when the real Tornado is not installed: core modules only."""
 
@@ -225,6 +284,10 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
     ) -> Optional[importlib.machinery.ModuleSpec]:
         if fullname == "tornado":
             return self._package_spec(path, target)
+        if fullname == "asyncio":
+            return self._asyncio_spec(fullname, path, target, _BridgeOnImportLoader)
+        if fullname == _BRIDGE:
+            return self._asyncio_spec(fullname, path, target, _BridgeModuleLoader)
         if not fullname.startswith("tornado."):
             return None
         sub = fullname[len("tornado.") :]
@@ -249,6 +312,15 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
         if spec is not None:
             return spec
         return importlib.util.spec_from_loader("tornado", _StandInPackageLoader(), is_package=True)  # type: ignore
+
+    def _asyncio_spec(
+        self, fullname: str, path: Optional[Sequence[str]], target: Optional[types.ModuleType], wrapper: Any
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        """The spec of asyncio or of the bridge, with a loader that installs the bridge once it has run."""
+        spec = self._real_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = wrapper(spec.loader)
+        return spec
 
     def _optional_spec(self, fullname: str, target: str) -> importlib.machinery.ModuleSpec:
         try:
@@ -313,6 +385,11 @@ def install() -> None:
     nothing.  Raises ``InstallError`` if a Tornado core module was already imported (the process
     would otherwise mix two event loops).  The real Tornado (6.3 <= version < 7) is needed only when
     its HTTP layer is imported; without it, that import fails with ``TornadoHTTPLayerMissing``.
+
+    asyncio runs on tornado_lite's loop too (the bridge, ``tornado_lite.platform.asyncio``), installed
+    as soon as asyncio is imported (at once if it already is): ``asyncio.run(main())``, asyncio's
+    primitives and Tornado's own asyncio calls all run on one loop.  A program that never imports
+    asyncio loads none.
     """
     if installed():
         return
@@ -324,6 +401,9 @@ def install() -> None:
             + ". Call tornado_lite.install() first (or run the program with python -m tornado_lite)."
         )
     sys.meta_path.insert(0, TornadoFinder())
+    if "asyncio" in sys.modules:
+        # Already loaded (by the program or a test runner's plugin): run it on our loop from now on.
+        _install_asyncio_bridge()
 
 
 def http_layer() -> types.ModuleType:
