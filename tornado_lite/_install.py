@@ -203,8 +203,8 @@ _BRIDGE = "tornado_lite.platform.asyncio"
 
 
 def _install_asyncio_bridge() -> None:
-    bridge = sys.modules.get(_BRIDGE)
-    if bridge is not None and not hasattr(bridge, "install"):
+    loading = sys.modules.get(_BRIDGE)
+    if loading is not None and not hasattr(loading, "install"):
         # The bridge's own first line imported asyncio: it is half made, and _BridgeModuleLoader installs
         # it once it is whole.
         return
