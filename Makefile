@@ -14,15 +14,19 @@ $(STAMP): setup.cfg setup.py requirements-test.txt
 	touch $(STAMP)
 
 # The whole suite, once on the platform's native poller and once on the selectors fallback.
-test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS) tests
-	TORNADO_LITE_POLLER=selectors $(PY) -m pytest -q $(PYTEST_ARGS) tests
+# tests/http_layer runs Tornado's HTTP layer through install(), which is process-wide: it runs in a
+# process of its own, started the way a user starts a Tornado app on tornado_lite.
+HTTP_TESTS := tests/http_layer
+
+test: test-epoll test-selectors
 
 test-epoll: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+	$(PY) -m tornado_lite -m pytest -q $(PYTEST_ARGS) $(HTTP_TESTS)
 
 test-selectors: $(STAMP)
 	TORNADO_LITE_POLLER=selectors $(PY) -m pytest -q $(PYTEST_ARGS) tests
+	TORNADO_LITE_POLLER=selectors $(PY) -m tornado_lite -m pytest -q $(PYTEST_ARGS) $(HTTP_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check tornado_lite

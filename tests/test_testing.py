@@ -720,22 +720,6 @@ def test_gen_test_is_not_collected_as_a_test() -> None:
     assert gen_test.__test__ is False
 
 
-@lite_only
-def test_http_test_cases_come_with_the_http_layer() -> None:
-    # Tornado is a test dependency, so they are there (built on Tornado's HTTP layer via install(); the
-    # behaviour is tested in tests/http_layer, the missing-Tornado error in tests/test_install.py).
-    for name in ("AsyncHTTPTestCase", "AsyncHTTPSTestCase"):
-        case = getattr(testing, name)
-        assert case.__name__ == name and case.__module__ == "tornado_lite.testing"
-        assert issubclass(case, AsyncTestCase)
-        for method in ("get_app", "fetch", "get_url", "get_http_port", "get_http_client", "get_http_server",
-                       "get_httpserver_options", "get_protocol"):
-            assert callable(getattr(case, method)), (name, method)
-    assert callable(testing.AsyncHTTPSTestCase.default_ssl_options)
-    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
-        testing.NoSuchThing  # noqa: B018
-
-
 def test_main_runs_named_tests(tmp_path: Any) -> None:
     (tmp_path / "sample_tests.py").write_text(
         textwrap.dedent(

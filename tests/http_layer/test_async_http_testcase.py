@@ -203,3 +203,23 @@ def test_same_classes_under_both_names() -> None:
     assert AsyncHTTPTestCase.__qualname__ == "AsyncHTTPTestCase"
     assert issubclass(AsyncHTTPSTestCase, AsyncHTTPTestCase)
     assert issubclass(AsyncHTTPTestCase, tornado_lite.testing.AsyncTestCase)
+
+
+@pytest.mark.skipif(IMPL != "tornado_lite", reason="checks that tornado.testing is tornado_lite's module")
+def test_http_test_cases_are_tornado_lites_with_tornados_api() -> None:
+    # Tornado is a test dependency, so they are there (built on Tornado's HTTP layer via install(); the
+    # missing-Tornado error is tested in tests/test_install.py).
+    import tornado.testing
+    import tornado_lite.testing
+
+    assert tornado.testing is tornado_lite.testing
+    for name in ("AsyncHTTPTestCase", "AsyncHTTPSTestCase"):
+        case = getattr(tornado_lite.testing, name)
+        assert case.__name__ == name and case.__module__ == "tornado_lite.testing"
+        assert issubclass(case, tornado_lite.testing.AsyncTestCase)
+        for method in ("get_app", "fetch", "get_url", "get_http_port", "get_http_client", "get_http_server",
+                       "get_httpserver_options", "get_protocol"):
+            assert callable(getattr(case, method)), (name, method)
+    assert callable(tornado_lite.testing.AsyncHTTPSTestCase.default_ssl_options)
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        tornado_lite.testing.NoSuchThing  # noqa: B018
