@@ -1,4 +1,4 @@
-"""pytest plugin for `make compat`, copied into each work directory as ``conftest.py``.
+"""pytest plugin for `make compat`, copied into each work directory and loaded with ``-p compat_conftest``.
 
 It sits between pytest and Tornado's copied test modules and does four things, all driven by
 environment variables that ``run_compat.py`` sets for each module it runs:
@@ -205,7 +205,7 @@ def _crash_location(report: typing.Any) -> str:
             continue
         path = str(loc.path).replace(os.sep, "/")
         short = f"{os.path.basename(path)}:{loc.lineno}"
-        if "/compat_tests/" in path or path.startswith("compat_tests/"):
+        if "/compat_tests/" in path or path.startswith("compat_tests/") or "/tornado/test/" in path:
             test_loc, lib_loc = short, ""
         elif "tornado_lite/" in path:
             lib_loc = "tornado_lite/" + path.split("tornado_lite/", 1)[1] + f":{loc.lineno}"

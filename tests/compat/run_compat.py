@@ -54,10 +54,31 @@ CORE_MODULES = (
 TEST_MODULES = (
     "iostream gen ioloop tcpclient locks queues testing util options log process concurrent netutil tcpserver"
 ).split()
+# The second part: Tornado's tests of the modules tornado_lite does NOT replace (the HTTP layer and
+# the pure-Python helpers), run in place and unmodified under `python -m tornado_lite -m pytest`,
+# where install() makes their `tornado.<core module>` imports give tornado_lite's.  options is in
+# both parts: once rewritten, once through install().  security_corpus is not in issue 13's list
+# but is the HTTP server fed hostile input, which install() must serve as Tornado does.
+# Longest-running first.
+HTTP_TEST_MODULES = (
+    "web httpclient simple_httpclient websocket httpserver autoreload security_corpus wsgi routing"
+    " http1connection auth httputil template escape locale options"
+).split()
+# The order of the report's rows (issue 13's list).
+HTTP_DISPLAY_ORDER = (
+    "web httpserver httpclient simple_httpclient websocket http1connection routing wsgi auth"
+    " escape httputil template locale options autoreload security_corpus"
+).split()
+PARTS = ("core", "http")
 PACKAGE = "compat_tests"  # the package the copies live in, in place of tornado.test
+IN_PLACE_PACKAGE = "tornado/test"  # where the http part's node ids start: the installed Tornado's tests
+PLUGIN = "compat_conftest"  # compat_conftest.py, copied into each work dir and loaded with -p
 SUPPORT_MODULES = ("util", "resolve_test_helper")  # tornado.test helpers the tests import
 DATA_SUFFIXES = (".crt", ".key", ".cfg")
-EXCLUSION_CATEGORIES = ("asyncio", "http")
+# Why a test may be left out (the only reasons run_compat.py accepts): it uses asyncio itself, needs
+# Tornado's HTTP layer (only in a run that cannot provide it), or needs pycurl / twisted, which the
+# scratch venv does not install (they are Tornado's optional alternatives, not its core).
+EXCLUSION_CATEGORIES = ("asyncio", "http", "pycurl", "twisted")
 POLLER_ENV = "TORNADO_LITE_POLLER"
 
 # Adaptations applied to the lite copies only, each for a documented, intended difference
@@ -188,7 +209,13 @@ def prepare_work_dir(work: str, impl: str) -> str:
         text = rewrite_util(text, impl) if mod == "util" else rewrite_source(text, impl)
         with open(os.path.join(pkg, mod + ".py"), "w", encoding="utf-8") as f:
             f.write(text)
-    shutil.copy(os.path.join(HERE, "compat_conftest.py"), os.path.join(root, "conftest.py"))
+    write_runner_files(root)
+    return root
+
+
+def write_runner_files(root: str) -> None:
+    """The pytest plugin, pytest's configuration and the results directory of one work dir."""
+    shutil.copy(os.path.join(HERE, "compat_conftest.py"), os.path.join(root, PLUGIN + ".py"))
     with open(os.path.join(root, "pytest.ini"), "w", encoding="utf-8") as f:
         # Tornado's runtests.py makes warnings errors, except deprecations raised outside Tornado.
         f.write(
@@ -208,7 +235,44 @@ def prepare_work_dir(work: str, impl: str) -> str:
             ).lstrip()
         )
     os.makedirs(os.path.join(root, "results"), exist_ok=True)
+
+
+def prepare_in_place_dir(work: str, impl: str) -> str:
+    """The work dir of the http part: nothing is copied, the tests run where Tornado installed them."""
+    root = os.path.join(work, f"http-{impl}")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    write_runner_files(root)
     return root
+
+
+class Part(typing.NamedTuple):
+    """One half of the suite: where its pytest processes run, what starts them, how its tests are named."""
+
+    name: str  # "core" (rewritten copies) or "http" (Tornado's own files, unmodified)
+    root: str  # cwd of its pytest processes: pytest.ini, the plugin, results/
+    rootdir: str  # pytest's --rootdir: node ids are relative to it
+    prefix: str  # the directory part of its node ids, before "<module>_test.py"
+    launcher: tuple[str, ...]  # what runs pytest: python -m pytest, or python -m tornado_lite -m pytest
+
+    def test_file(self, module: str) -> str:
+        return os.path.join(self.rootdir, self.prefix, f"{module}_test.py")
+
+
+def launcher(impl: str) -> tuple[str, ...]:
+    """pytest on real Tornado, or pytest under tornado_lite's install() (`python -m tornado_lite`)."""
+    if impl == "tornado":
+        return (sys.executable, "-m", "pytest")
+    return (sys.executable, "-m", "tornado_lite", "-m", "pytest")
+
+
+def core_part(root: str, impl: str) -> Part:
+    return Part("core", root, root, PACKAGE, launcher(impl))
+
+
+def http_part(root: str, impl: str) -> Part:
+    site = os.path.dirname(os.path.dirname(tornado_test_dir()))
+    return Part("http", root, site, IN_PLACE_PACKAGE, launcher(impl))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +321,7 @@ class ModuleRun(typing.NamedTuple):
     stderr_tail: str
     hang_dump: str
     incidents: list[str] = []
+    part: str = "core"
 
 
 def _read_tail(path: str, size: int = 3000) -> str:
@@ -332,7 +397,7 @@ def _wait_or_kill(proc: subprocess.Popen[bytes], results: str, deadline: float, 
 
 
 def run_module(
-    root: str,
+    part: Part,
     module: str,
     poller: str,
     excluded: dict[str, str],
@@ -344,6 +409,7 @@ def run_module(
     attempt: int = 0,
 ) -> ModuleRun:
     """One pytest process over one module; ``done`` (node ids) are left out, as already run."""
+    root = part.root
     tag = f"{module}.{poller}" + (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
     results = os.path.join(root, "results", tag + ".jsonl")
     dump = os.path.join(root, "results", tag + ".stacks.txt")
@@ -354,7 +420,7 @@ def run_module(
             os.remove(path)
     done_file = os.path.join(root, "results", tag + ".done.json")
     with open(exclude_file, "w", encoding="utf-8") as f:
-        json.dump({f"{PACKAGE}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
+        json.dump({f"{part.prefix}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
     with open(done_file, "w", encoding="utf-8") as f:
         json.dump(sorted(done), f)
     env = dict(os.environ)
@@ -370,7 +436,7 @@ def run_module(
     env.pop(POLLER_ENV, None)
     if poller != "default":
         env[POLLER_ENV] = poller
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"{PACKAGE}/{module}_test.py"]
+    cmd = [*part.launcher, "-c", "pytest.ini", f"--rootdir={part.rootdir}", "-p", PLUGIN, part.test_file(module)]
     if collect_only:
         cmd.append("--collect-only")
     if keyword:
@@ -396,11 +462,11 @@ def run_module(
     tail = _read_tail(errors)
     if returncode not in (0, 1):  # 1 is "some tests failed"; anything else is pytest itself in trouble
         tail = (tail + "\n" + _read_tail(output)).strip()
-    return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
+    return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang, [], part.name)
 
 
 def run_module_resuming(
-    root: str,
+    part: Part,
     module: str,
     poller: str,
     excluded: dict[str, str],
@@ -427,7 +493,7 @@ def run_module_resuming(
         if remaining < 2.0:
             incidents.append("out of time")
             break
-        run = run_module(root, module, poller, excluded, test_timeout, remaining, keyword=keyword, done=done,
+        run = run_module(part, module, poller, excluded, test_timeout, remaining, keyword=keyword, done=done,
                          attempt=attempt)  # fmt: skip
         events += run.events
         elapsed += run.elapsed
@@ -461,7 +527,7 @@ def run_module_resuming(
     else:
         incidents.append(f"gave up after {max_restarts} restarts")
     return ModuleRun(module, poller, events, returncode, elapsed, "\n".join(tails)[-6000:], "\n".join(dumps),
-                     incidents)  # fmt: skip
+                     incidents, part.name)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +536,10 @@ def run_module_resuming(
 
 
 def short_id(nodeid: str) -> str:
-    return nodeid[len(PACKAGE) + 1 :] if nodeid.startswith(PACKAGE + "/") else nodeid
+    for prefix in (PACKAGE, IN_PLACE_PACKAGE):
+        if nodeid.startswith(prefix + "/"):
+            return nodeid[len(prefix) + 1 :]
+    return nodeid
 
 
 def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, str]) -> dict[str, typing.Any]:
@@ -514,7 +583,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
             failures.append(
                 {"test": test, "outcome": outcome, "message": ev.get("message", ""), "where": ev.get("where", "")}
             )
-    notes = [i.replace(PACKAGE + "/", "") for i in run.incidents]
+    notes = [i.replace(PACKAGE + "/", "").replace(IN_PLACE_PACKAGE + "/", "") for i in run.incidents]
     if run.returncode is None:
         notes.append(f"killed after {run.elapsed:.0f}s" + (f", hung in {hung}" if hung else ""))
     elif run.returncode not in (0, 1, 5) and not collect_errors:
@@ -525,6 +594,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
         {f"{short_id(ev['nodeid'])}: {ev.get('message', '')}" for ev in results.values() if ev["outcome"] == "skipped"}
     )
     return {
+        "part": run.part,
         "module": run.module,
         "poller": run.poller,
         "collected": len(all_tests) + len(expected_excluded),
@@ -544,7 +614,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
 
 
 def expected_tests(
-    root: str, modules: list[str], excluded: dict[str, str], jobs: int, keyword: str = ""
+    part: Part, modules: list[str], excluded: dict[str, str], jobs: int, keyword: str = ""
 ) -> tuple[dict[str, set[str]], dict[str, dict[str, str]]]:
     """The runnable (non-excluded, non-abstract) test ids of each module, from Tornado's copy, and the
     excluded ones with their reasons."""
@@ -552,7 +622,7 @@ def expected_tests(
     expected_excluded: dict[str, dict[str, str]] = {}
 
     def collect(module: str) -> ModuleRun:
-        return run_module(root, module, "default", excluded, 0, 120, collect_only=True, keyword=keyword)
+        return run_module(part, module, "default", excluded, 0, 120, collect_only=True, keyword=keyword)
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         runs = list(pool.map(collect, modules))
@@ -562,7 +632,7 @@ def expected_tests(
         stale = {t for t in excluded if module_of(t) == run.module} - seen_excluded
         if stale and not keyword:
             raise SystemExit(
-                f"exclusions.txt lists tests that Tornado's {run.module}_test.py does not have: {sorted(stale)}"
+                f"the exclusions list tests that Tornado's {run.module}_test.py does not have: {sorted(stale)}"
             )
         if not ids and not run.events:
             raise SystemExit(f"could not collect Tornado's own {run.module}_test.py:\n{run.stderr_tail}")
@@ -588,21 +658,21 @@ def _rate(t: dict[str, int]) -> str:
     return f"{100.0 * t['passed'] / ran:.1f}%" if ran else "n/a"
 
 
-def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> None:
+def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str, part: str) -> None:
     for poller in pollers:
         mine = [r for r in rows if r["poller"] == poller]
-        print(f"\n== tests: impl={impl}, poller={poller}")
-        print(f"{'module':<12}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'secs':>8}  notes")
+        print(f"\n== tests, {part} part: impl={impl}, poller={poller}")
+        print(f"{'module':<17}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'secs':>8}  notes")
         for r in mine:
             print(
-                f"{r['module']:<12}"
+                f"{r['module']:<17}"
                 + "".join(f"{r[c]:>10}" for c in COLUMNS)
                 + f"{r['seconds']:>8}  "
                 + "; ".join(r["notes"])
             )
         t = _totals(mine)
         print(
-            f"{'TOTAL':<12}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   passed, of those not skipped: {_rate(t)}"
+            f"{'TOTAL':<17}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   passed, of those not skipped: {_rate(t)}"
         )
 
 
@@ -631,7 +701,8 @@ def failure_groups(rows: list[dict[str, typing.Any]]) -> list[dict[str, typing.A
         for f in r["failures"]:
             first_line = (f["message"].strip().splitlines() or [""])[0]
             key = re.sub(r"0x[0-9a-f]+|\d+(\.\d+)?", "N", first_line)[:200]
-            entry = groups[key].setdefault(f["test"], {"test": f["test"], "pollers": [], "where": f["where"]})
+            label = f["test"] if r["part"] == "core" else f"[http] {f['test']}"  # options is in both parts
+            entry = groups[key].setdefault(label, {"test": label, "pollers": [], "where": f["where"]})
             entry["pollers"].append(r["poller"])
     out = [{"message": key, "tests": list(tests.values())} for key, tests in groups.items()]
     out.sort(key=lambda g: (-len(g["tests"]), g["message"]))
@@ -665,34 +736,23 @@ def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
             print(textwrap.indent(_hang_excerpt(r["hang_stacks"]), "    "))
 
 
+PART_TITLES = {
+    "core": "Core part: Tornado {tornado}'s tests of the 14 core modules, copied with their core imports rewritten "
+    "to `tornado_lite`",
+    "http": "HTTP part: Tornado {tornado}'s tests of the modules tornado_lite does not replace, run in place and "
+    "unmodified under `python -m tornado_lite -m pytest` (`install()` maps their core imports)",
+}
+
+
 def markdown(report: dict[str, typing.Any]) -> str:
-    """One table for the tests (a cell reads "default / selectors" when the pollers disagree), one for the API."""
+    """Per part, one table for the tests (a cell reads "default / selectors" when the pollers disagree);
+    one for the API."""
     pollers = report["pollers"]
     out = [f"<!-- written by tests/compat/run_compat.py ({report['impl']}); do not edit -->", ""]
-    by_poller = {p: [r for r in report["tests"] if r["poller"] == p] for p in pollers}
-    if report["tests"]:
-        out.append(f"Tornado {report['tornado']}'s own tests against `{report['target']}`, per poller:")
-        out.append("")
-        for p in pollers:
-            t = _totals(by_poller[p])
-            out.append(
-                f"- **{p}**: {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
-                f"{t['failed']} fail, {t['errors']} error, {t['skipped']} skip themselves "
-                f"({_rate(t)} of those not skipped)"
-            )
-        label = " / ".join(pollers)
-        out += ["", "| module | collected | excluded | " + " | ".join(f"{c} ({label})" for c in COLUMNS[2:]) + " |"]
-        out.append("|---" * (len(COLUMNS) + 1) + "|")
-
-        def cell(values: list[int]) -> str:
-            return str(values[0]) if len(set(values)) == 1 else " / ".join(map(str, values))
-
-        rows = [(m, [next(r for r in by_poller[p] if r["module"] == m) for p in pollers]) for m in report["modules"]]
-        totals = [_totals(by_poller[p]) for p in pollers]
-        rows_text = [(f"{m}", per) for m, per in rows] + [("**total**", totals)]
-        for name, per in rows_text:
-            fields = [cell([x[c] for x in per]) for c in COLUMNS]
-            out.append(f"| {name} | " + " | ".join(fields) + " |")
+    for part, modules in report["parts"].items():
+        rows = [r for r in report["tests"] if r["part"] == part]
+        if rows:
+            out += _markdown_part(part, modules, rows, pollers, report)
     api = report.get("api")
     if api:
         out += ["", f"Public API against `api.txt` of Tornado {report['tornado']}: {api['summary']}.", ""]
@@ -702,11 +762,40 @@ def markdown(report: dict[str, typing.Any]) -> str:
             out.append(f"| {m['module']} | {m['names']} | {m['present']} | {m['same']} | {len(m['missing'])} |")
     out += [
         "",
-        "Excluded tests (they use asyncio itself or need the HTTP layer), each with its reason: "
-        "`tests/compat/exclusions.txt`.  Intended differences: `docs/differences.md`.",
+        "Excluded tests, each with its category and reason: `tests/compat/exclusions.txt` (core part) and "
+        "`tests/compat/exclusions-http.txt` (HTTP part).  Intended differences: `docs/differences.md`.",
         "",
     ]
     return "\n".join(out)
+
+
+def _markdown_part(
+    part: str, modules: list[str], rows: list[dict[str, typing.Any]], pollers: list[str], report: dict[str, typing.Any]
+) -> list[str]:
+    out = ["## " + PART_TITLES[part].format(tornado=report["tornado"]) + f" (`{report['target']}`)", ""]
+    by_poller = {p: [r for r in rows if r["poller"] == p] for p in pollers}
+    for p in pollers:
+        t = _totals(by_poller[p])
+        out.append(
+            f"- **{p}**: {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
+            f"{t['failed']} fail, {t['errors']} error, {t['skipped']} skip themselves "
+            f"({_rate(t)} of those not skipped)"
+        )
+    label = " / ".join(pollers)
+    out += ["", "| module | collected | excluded | runnable | " + " | ".join(f"{c} ({label})" for c in COLUMNS[2:])]
+    out[-1] += " |"
+    out.append("|---" * (len(COLUMNS) + 2) + "|")
+
+    def cell(values: list[int]) -> str:
+        return str(values[0]) if len(set(values)) == 1 else " / ".join(map(str, values))
+
+    per_module = [(m, [next(r for r in by_poller[p] if r["module"] == m) for p in pollers]) for m in modules]
+    for name, per in per_module + [("**total**", [_totals(by_poller[p]) for p in pollers])]:
+        fields = [cell([x[c] for x in per]) for c in COLUMNS]
+        fields.insert(2, cell([x["collected"] - x["excluded"] for x in per]))
+        out.append(f"| {name} | " + " | ".join(fields) + " |")
+    out.append("")
+    return out
 
 
 def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
@@ -746,13 +835,17 @@ def run_api(impl: str, timeout: float) -> dict[str, typing.Any] | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def module_order(part: str, module: str) -> int:
+    return (CORE_MODULES if part == "core" else HTTP_DISPLAY_ORDER).index(module)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--impl",
         choices=("lite", "tornado"),
         default="lite",
-        help="lite: rewrite the core to tornado_lite (default); tornado: run the copies on real Tornado",
+        help="lite: the core on tornado_lite (default); tornado: the same tests on real Tornado",
     )
     parser.add_argument(
         "--poller",
@@ -760,7 +853,18 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help=f"tornado_lite poller(s) to run under (sets {POLLER_ENV}); ignored for --impl tornado",
     )
-    parser.add_argument("--modules", default="", help="comma-separated subset of: " + ",".join(TEST_MODULES))
+    parser.add_argument(
+        "--part",
+        choices=(*PARTS, "both"),
+        default="both",
+        help="core: the rewritten copies of the core modules' tests; http: Tornado's HTTP-layer tests, "
+        "unmodified, under `python -m tornado_lite -m pytest` (default both)",
+    )
+    parser.add_argument(
+        "--modules",
+        default="",
+        help="comma-separated subset of: core " + ",".join(TEST_MODULES) + "; http " + ",".join(HTTP_DISPLAY_ORDER),
+    )
     parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
     parser.add_argument("--test-timeout", type=float, default=20.0, help="seconds one test may take (default 20)")
     parser.add_argument(
@@ -769,11 +873,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=480.0,
-        help="seconds for all test runs together; later modules get what is left (default 480)",
+        default=900.0,
+        help="seconds for all test runs together; later modules get what is left (default 900)",
     )
     parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
-    parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"))
+    parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"), help="the core part's")
+    parser.add_argument("--http-exclusions", default=os.path.join(HERE, "exclusions-http.txt"), help="the http part's")
     parser.add_argument("-k", default="", help="pytest -k expression: run only the matching tests")
     parser.add_argument("--no-api", action="store_true", help="skip the API comparison")
     parser.add_argument("--no-tests", action="store_true", help="only the API comparison")
@@ -781,10 +886,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", default="", help="also write compat-report.{json,md} here (e.g. docs)")
     args = parser.parse_args(argv)
 
-    modules = [m.strip() for m in args.modules.split(",") if m.strip()] or list(TEST_MODULES)
-    unknown = set(modules) - set(TEST_MODULES)
+    parts = list(PARTS) if args.part == "both" else [args.part]
+    all_modules = {"core": list(TEST_MODULES), "http": list(HTTP_TEST_MODULES)}
+    wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
+    unknown = set(wanted) - set(TEST_MODULES) - set(HTTP_TEST_MODULES)
     if unknown:
         parser.error(f"unknown modules: {sorted(unknown)}")
+    modules = {p: [m for m in all_modules[p] if not wanted or m in wanted] for p in parts}
     pollers = (
         ["default"]
         if args.impl == "tornado"
@@ -797,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": "tornado_lite" if args.impl == "lite" else f"tornado {tornado.version}",
         "tornado": tornado.version,
         "pollers": pollers,
-        "modules": sorted(modules, key=CORE_MODULES.index),
+        "parts": {p: sorted(modules[p], key=lambda m, p=p: module_order(p, m)) for p in parts},
         "adaptations": [why for _p, _r, why in LITE_ADAPTATIONS] if args.impl == "lite" else [],
         "tests": [],
     }
@@ -805,42 +913,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     exit_code = 0
     if not args.no_tests:
-        excluded = load_exclusions(args.exclusions)
-        tornado_root = prepare_work_dir(args.work, "tornado")
-        expected, expected_excluded = expected_tests(tornado_root, modules, excluded, max(1, args.jobs), args.k)
-        if args.k:
-            modules = [m for m in modules if expected[m]]
-            report["modules"] = sorted(modules, key=CORE_MODULES.index)
-        root = tornado_root if args.impl == "tornado" else prepare_work_dir(args.work, "lite")
-        print(
-            f"compat: {sum(map(len, expected.values()))} runnable tests of Tornado {tornado.version} in "
-            f"{len(modules)} modules ({len(excluded)} excluded), impl={args.impl}, pollers={','.join(pollers)}"
-        )
-        for why in report["adaptations"]:
-            print(f"  adaptation: {why}")
-        deadline = time.monotonic() + args.budget
-        jobs = [(p, m) for p in pollers for m in modules]
-
-        def one(job: tuple[str, str]) -> dict[str, typing.Any]:
-            poller, module = job
-            limit = args.module_timeout or 30.0 + len(expected[module])
-            limit = min(limit, max(5.0, deadline - time.monotonic()))
-            run = run_module_resuming(root, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
-            row = summarize(run, expected[module], expected_excluded[module])
-            print(
-                f"  {module:<10} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
-                f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
-                f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
-                flush=True,
-            )
-            return row
-
-        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            rows = list(pool.map(one, jobs))
-        rows.sort(key=lambda r: (pollers.index(r["poller"]), CORE_MODULES.index(r["module"])))
+        rows = run_tests(args, parts, modules, pollers, report)
         report["tests"] = rows
         report["failure_groups"] = failure_groups(rows)
-        print_tables(rows, pollers, args.impl)
+        for part in parts:
+            print_tables([r for r in rows if r["part"] == part], pollers, args.impl, part)
         print_exclusions(rows)
         print_skips(rows)
         print_failures(rows, args.failures)
@@ -856,7 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dirs = [args.work]
     if args.report_dir:
         # Only a complete run on tornado_lite is worth publishing next to the README.
-        complete = args.impl == "lite" and len(pollers) == 2 and modules == list(TEST_MODULES)
+        complete = args.impl == "lite" and len(pollers) == 2 and modules == all_modules
         complete = complete and not args.no_tests and not args.no_api and not args.k
         if complete:
             out_dirs.append(os.path.join(REPO, args.report_dir))
@@ -874,6 +951,69 @@ def main(argv: list[str] | None = None) -> int:
     )
     lock.close()
     return exit_code
+
+
+def run_tests(
+    args: argparse.Namespace,
+    parts: list[str],
+    modules: dict[str, list[str]],
+    pollers: list[str],
+    report: dict[str, typing.Any],
+) -> list[dict[str, typing.Any]]:
+    """Collect each part on real Tornado (what must run), then run every (part, poller, module) job."""
+    jobs_at_once = max(1, args.jobs)
+    runs: dict[str, tuple[Part, dict[str, str], dict[str, set[str]], dict[str, dict[str, str]]]] = {}
+    for name in parts:
+        if name == "core":
+            excluded = load_exclusions(args.exclusions)
+            reference = core_part(prepare_work_dir(args.work, "tornado"), "tornado")
+            part = reference if args.impl == "tornado" else core_part(prepare_work_dir(args.work, "lite"), "lite")
+        else:
+            excluded = load_exclusions(args.http_exclusions)
+            reference = http_part(prepare_in_place_dir(args.work, "tornado"), "tornado")
+            part = reference if args.impl == "tornado" else http_part(prepare_in_place_dir(args.work, "lite"), "lite")
+        expected, expected_excluded = expected_tests(reference, modules[name], excluded, jobs_at_once, args.k)
+        if args.k:
+            modules[name] = [m for m in modules[name] if expected[m]]
+            report["parts"][name] = sorted(modules[name], key=lambda m, n=name: module_order(n, m))
+        runs[name] = (part, excluded, expected, expected_excluded)
+        how = "rewritten copies" if name == "core" else "in place, unmodified"
+        if args.impl == "lite":
+            how += ", under python -m tornado_lite -m pytest"
+        print(
+            f"compat [{name}]: {sum(map(len, expected.values()))} runnable tests of Tornado {report['tornado']} "
+            f"in {len(modules[name])} modules ({len(excluded)} excluded), {how}; impl={args.impl}, "
+            f"pollers={','.join(pollers)}"
+        )
+    for why in report["adaptations"] if "core" in parts else ():
+        print(f"  adaptation (core part): {why}")
+    deadline = time.monotonic() + args.budget
+    # Longest modules first across both parts (the lists are in that order), both pollers of one
+    # module next to each other: a slow module starts early and a partial run covers every module.
+    order = [(p, m) for m in HTTP_TEST_MODULES[:5] for p in parts if m in modules[p]]
+    order += [("core", m) for m in modules.get("core", ())]
+    order += [("http", m) for m in modules.get("http", ()) if ("http", m) not in order]
+    jobs = [(name, poller, module) for name, module in order for poller in pollers]
+
+    def one(job: tuple[str, str, str]) -> dict[str, typing.Any]:
+        name, poller, module = job
+        part, excluded, expected, expected_excluded = runs[name]
+        limit = args.module_timeout or 30.0 + len(expected[module])
+        limit = min(limit, max(5.0, deadline - time.monotonic()))
+        run = run_module_resuming(part, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
+        row = summarize(run, expected[module], expected_excluded[module])
+        print(
+            f"  {name:<4} {module:<17} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
+            f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
+            f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
+            flush=True,
+        )
+        return row
+
+    with concurrent.futures.ThreadPoolExecutor(jobs_at_once) as pool:
+        rows = list(pool.map(one, jobs))
+    rows.sort(key=lambda r: (PARTS.index(r["part"]), pollers.index(r["poller"]), module_order(r["part"], r["module"])))
+    return rows
 
 
 if __name__ == "__main__":
