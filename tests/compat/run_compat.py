@@ -234,9 +234,16 @@ class Part(typing.NamedTuple):
     rootdir: str  # pytest's --rootdir: node ids are relative to it
     prefix: str  # the directory part of its node ids, before "<module>_test.py"
     launcher: tuple[str, ...]  # what runs pytest: python -m pytest, or python -m tornado_lite -m pytest
+    excluded_only: bool = False  # the bridge stage: run the tests the exclusions list, and only those
+    asyncio_bridge: bool = False  # with tornado_lite.platform.asyncio.install() done before the tests load
 
     def test_file(self, module: str) -> str:
         return os.path.join(self.rootdir, self.prefix, f"{module}_test.py")
+
+    def for_bridge(self) -> "Part":
+        """The same tests' excluded ones; on tornado_lite with the asyncio bridge, on Tornado as they are."""
+        lite = self.launcher != launcher("tornado")
+        return self._replace(excluded_only=True, asyncio_bridge=lite)
 
 
 def launcher(impl: str) -> tuple[str, ...]:
@@ -390,7 +397,8 @@ def run_module(
 ) -> ModuleRun:
     """One pytest process over one module; ``done`` (node ids) are left out, as already run."""
     root = part.root
-    tag = f"{module}.{poller}" + (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
+    tag = ("bridge." if part.excluded_only else "") + f"{module}.{poller}"
+    tag += (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
     results = os.path.join(root, "results", tag + ".jsonl")
     dump = os.path.join(root, "results", tag + ".stacks.txt")
     output = os.path.join(root, "results", tag + ".out")
@@ -400,7 +408,8 @@ def run_module(
             os.remove(path)
     done_file = os.path.join(root, "results", tag + ".done.json")
     with open(exclude_file, "w", encoding="utf-8") as f:
-        json.dump({f"{part.prefix}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
+        mine = {tid: why for tid, why in excluded.items() if module_of(tid) == module}
+        json.dump({} if part.excluded_only else {f"{part.prefix}/{tid}": why for tid, why in mine.items()}, f)
     with open(done_file, "w", encoding="utf-8") as f:
         json.dump(sorted(done), f)
     env = dict(os.environ)
@@ -416,7 +425,13 @@ def run_module(
     env.pop(POLLER_ENV, None)
     if poller != "default":
         env[POLLER_ENV] = poller
-    cmd = [*part.launcher, "-c", "pytest.ini", f"--rootdir={part.rootdir}", "-p", PLUGIN, part.test_file(module)]
+    if part.asyncio_bridge:
+        env["COMPAT_ASYNCIO_BRIDGE"] = "1"
+    cmd = [*part.launcher, "-c", "pytest.ini", f"--rootdir={part.rootdir}", "-p", PLUGIN]
+    if part.excluded_only:
+        cmd += sorted(part.test_file(module) + "::" + tid.split("::", 1)[1] for tid in mine)
+    else:
+        cmd.append(part.test_file(module))
     if collect_only:
         cmd.append("--collect-only")
     if keyword:
@@ -818,6 +833,43 @@ def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
     return out
 
 
+def bridge_summary(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> dict[str, typing.Any]:
+    """The excluded tests' second run: per part and poller, how many pass; every other one with its error."""
+    totals = {
+        f"{part}/{poller}": {c: sum(r[c] for r in rows if r["part"] == part and r["poller"] == poller) for c in COLUMNS}
+        for part in PARTS
+        for poller in pollers
+        if any(r["part"] == part and r["poller"] == poller for r in rows)
+    }
+    per_module = [
+        {"part": r["part"], "module": r["module"], "poller": r["poller"], **{c: r[c] for c in COLUMNS}} for r in rows
+    ]
+    failing: dict[tuple[str, str], dict[str, typing.Any]] = {}
+    for r in rows:
+        for f in r["failures"]:
+            entry = failing.setdefault(
+                (r["part"], f["test"]),
+                {"part": r["part"], "test": f["test"], "pollers": [], "message": f["message"], "where": f["where"]},
+            )
+            entry["pollers"].append(r["poller"])
+    return {
+        "how": "with tornado_lite.platform.asyncio.install()" if impl == "lite" else "on Tornado, as they are",
+        "totals": totals,
+        "modules": per_module,
+        "failing": sorted(failing.values(), key=lambda e: (PARTS.index(e["part"]), e["test"])),
+    }
+
+
+def print_bridge(bridge: dict[str, typing.Any]) -> None:
+    print(f"\n== the asyncio-excluded tests, run again {bridge['how']}")
+    for key, t in bridge["totals"].items():
+        print(f"  {key:<16} {t['passed']} of {t['collected']} pass, {t['failed']} fail, {t['errors']} error, "
+              f"{t['skipped']} skip themselves")  # fmt: skip
+    for e in bridge["failing"]:
+        where = f"  at {e['where']}" if e["where"] else ""
+        print(f"  [{e['part']}] {e['test']} [{','.join(e['pollers'])}]: {e['message'][:200]}{where}")
+
+
 # ---------------------------------------------------------------------------------------------
 # API
 # ---------------------------------------------------------------------------------------------
@@ -888,6 +940,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
     parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"), help="the core part's")
     parser.add_argument("--http-exclusions", default=os.path.join(HERE, "exclusions-http.txt"), help="the http part's")
+    parser.add_argument(
+        "--bridge",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="after the main runs, run the asyncio-excluded tests again with tornado_lite's asyncio bridge "
+        "installed (on Tornado: as they are); auto: if tornado_lite.platform.asyncio exists (default)",
+    )
     parser.add_argument("-k", default="", help="pytest -k expression: run only the matching tests")
     parser.add_argument("--no-api", action="store_true", help="skip the API comparison")
     parser.add_argument("--no-tests", action="store_true", help="only the API comparison")
@@ -922,7 +981,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     exit_code = 0
     if not args.no_tests:
-        rows = run_tests(args, parts, modules, pollers, report)
+        all_rows = run_tests(args, parts, modules, pollers, report)
+        rows = [r for r in all_rows if r["stage"] == "main"]
+        bridge_rows = [r for r in all_rows if r["stage"] == "bridge"]
         report["tests"] = rows
         report["failure_groups"] = failure_groups(rows)
         for part in parts:
@@ -930,7 +991,14 @@ def main(argv: list[str] | None = None) -> int:
         print_exclusions(rows)
         print_skips(rows)
         print_failures(rows, args.failures)
+        if bridge_rows:
+            report["bridge"] = bridge_summary(bridge_rows, pollers, args.impl)
+            print_bridge(report["bridge"])
         if any(r["failed"] or r["errors"] or r["wrong_core"] for r in rows):
+            exit_code = 1
+        # On Tornado every excluded test must pass as it is; on tornado_lite, those the bridge cannot
+        # run are the report's list, not a failure of the run.
+        if args.impl == "tornado" and any(r["failed"] or r["errors"] for r in bridge_rows):
             exit_code = 1
     if not args.no_api:
         api = run_api(args.impl, 300)
@@ -1002,18 +1070,29 @@ def run_tests(
     order = [(p, m) for m in HTTP_TEST_MODULES[:5] for p in parts if m in modules[p]]
     order += [("core", m) for m in modules.get("core", ())]
     order += [("http", m) for m in modules.get("http", ()) if ("http", m) not in order]
-    jobs = [(name, poller, module) for name, module in order for poller in pollers]
+    jobs = [(name, "main", poller, module) for name, module in order for poller in pollers]
+    if bridge_stage_wanted(args):
+        # Then the excluded tests, again: on tornado_lite with the asyncio bridge installed (issue 14),
+        # on Tornado as they are (each must pass there, or its exclusion proves nothing).
+        jobs += [
+            (name, "bridge", poller, module) for name, module in order for poller in pollers if runs[name][3][module]
+        ]
 
-    def one(job: tuple[str, str, str]) -> dict[str, typing.Any]:
-        name, poller, module = job
+    def one(job: tuple[str, str, str, str]) -> dict[str, typing.Any]:
+        name, stage, poller, module = job
         part, excluded, expected, expected_excluded = runs[name]
-        limit = args.module_timeout or 30.0 + len(expected[module])
+        wanted, left_out = expected[module], expected_excluded[module]
+        if stage == "bridge":
+            part, wanted, left_out = part.for_bridge(), set(left_out), {}
+        limit = args.module_timeout or 30.0 + len(wanted)
         limit = min(limit, max(5.0, deadline - time.monotonic()))
         run = run_module_resuming(part, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
-        row = summarize(run, expected[module], expected_excluded[module])
+        row = summarize(run, wanted, left_out)
+        row["stage"] = stage
         check_core_implementation(row, args.impl)
+        label = name if stage == "main" else f"{name}, excluded, " + ("bridge" if part.asyncio_bridge else "as is")
         print(
-            f"  {name:<4} {module:<17} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
+            f"  {label:<4} {module:<17} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
             f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
             f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
             flush=True,
@@ -1022,8 +1101,23 @@ def run_tests(
 
     with concurrent.futures.ThreadPoolExecutor(jobs_at_once) as pool:
         rows = list(pool.map(one, jobs))
-    rows.sort(key=lambda r: (PARTS.index(r["part"]), pollers.index(r["poller"]), module_order(r["part"], r["module"])))
+
+    def position(r: dict[str, typing.Any]) -> tuple[str, int, int, int]:
+        return (r["stage"], PARTS.index(r["part"]), pollers.index(r["poller"]), module_order(r["part"], r["module"]))
+
+    rows.sort(key=position)
     return rows
+
+
+def bridge_stage_wanted(args: argparse.Namespace) -> bool:
+    """--bridge auto: whenever this tornado_lite has the asyncio bridge (always for --impl tornado)."""
+    if args.bridge != "auto":
+        return args.bridge == "yes"
+    if args.impl == "tornado":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("tornado_lite.platform.asyncio") is not None
 
 
 if __name__ == "__main__":
