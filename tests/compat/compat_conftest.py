@@ -1,6 +1,6 @@
 """pytest plugin for `make compat`, copied into each work directory and loaded with ``-p compat_conftest``.
 
-It sits between pytest and Tornado's test modules and does six things, all driven by
+It sits between pytest and Tornado's test modules and does five things, all driven by
 environment variables that ``run_compat.py`` sets for each module it runs:
 
 * deselects the tests listed in ``COMPAT_EXCLUDE`` (a JSON object ``{nodeid: reason}``), the
@@ -12,8 +12,6 @@ environment variables that ``run_compat.py`` sets for each module it runs:
   one hung test fails by itself instead of taking its whole module with it;
 * dumps the stacks of all threads into ``COMPAT_DUMP`` on SIGUSR1, which the runner sends before
   killing a module that overran its own time limit;
-* installs tornado_lite's asyncio bridge when ``COMPAT_ASYNCIO_BRIDGE`` is set (the stage that
-  re-runs the asyncio-excluded tests);
 * records which module serves each loaded ``tornado.<core module>`` name, so that the runner can
   tell a run on tornado_lite from one that silently fell back to Tornado's own core.
 
@@ -58,11 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
     global _results_file, _dump_file
     # Tornado's runtests.py does the same: the access log is noise, not a test failure.
     logging.getLogger("tornado.access").setLevel(logging.CRITICAL)
-    if os.environ.get("COMPAT_ASYNCIO_BRIDGE"):
-        # The bridge stage: asyncio's loop policy hands out tornado_lite's loop before any test module loads.
-        from tornado_lite.platform import asyncio as bridge
-
-        bridge.install()
     path = os.environ.get("COMPAT_RESULTS")
     if path:
         _results_file = open(path, "a", encoding="utf-8")

@@ -215,6 +215,29 @@ def write_runner_files(root: str) -> None:
             ).lstrip()
         )
     os.makedirs(os.path.join(root, "results"), exist_ok=True)
+    os.makedirs(os.path.join(root, CHILDREN_DIR), exist_ok=True)
+    with open(os.path.join(root, CHILDREN_DIR, "sitecustomize.py"), "w", encoding="utf-8") as f:
+        f.write(CHILDREN_SITECUSTOMIZE)
+
+
+# Tests start Python processes of their own (process_test's forked servers, ioloop_test's `python -c`
+# probes, autoreload_test's apps).  In a lite run, every one of them must run on tornado_lite too, or
+# those tests would measure Tornado's own core: this sitecustomize, on the PYTHONPATH of the lite runs
+# (and so of every interpreter their tests start), calls install() -- and in the bridge stage the
+# asyncio bridge's install() -- before anything else runs.
+CHILDREN_DIR = "on_tornado_lite"
+CHILDREN_SITECUSTOMIZE = '''"""Written by run_compat.py: each Python process of a lite run starts on tornado_lite."""
+import os
+
+if os.environ.get("COMPAT_INSTALL"):
+    import tornado_lite
+
+    tornado_lite.install()
+    if os.environ.get("COMPAT_ASYNCIO_BRIDGE"):
+        from tornado_lite.platform import asyncio as bridge
+
+        bridge.install()
+'''
 
 
 def prepare_in_place_dir(work: str, impl: str) -> str:
@@ -425,6 +448,11 @@ def run_module(
     env.pop(POLLER_ENV, None)
     if poller != "default":
         env[POLLER_ENV] = poller
+    env.pop("COMPAT_INSTALL", None)
+    env.pop("COMPAT_ASYNCIO_BRIDGE", None)
+    if part.launcher != launcher("tornado"):
+        env["PYTHONPATH"] = os.path.join(root, CHILDREN_DIR) + os.pathsep + env["PYTHONPATH"]
+        env["COMPAT_INSTALL"] = "1"
     if part.asyncio_bridge:
         env["COMPAT_ASYNCIO_BRIDGE"] = "1"
     cmd = [*part.launcher, "-c", "pytest.ini", f"--rootdir={part.rootdir}", "-p", PLUGIN]
