@@ -798,6 +798,8 @@ def markdown(report: dict[str, typing.Any]) -> str:
         rows = [r for r in report["tests"] if r["part"] == part]
         if rows:
             out += _markdown_part(part, modules, rows, pollers, report)
+    if report.get("bridge"):
+        out += _markdown_bridge(report["bridge"], pollers)
     api = report.get("api")
     if api:
         out += ["", f"Public API against `api.txt` of Tornado {report['tornado']}: {api['summary']}.", ""]
@@ -812,6 +814,47 @@ def markdown(report: dict[str, typing.Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _markdown_bridge(bridge: dict[str, typing.Any], pollers: list[str]) -> list[str]:
+    out = [
+        "## The asyncio-excluded tests, run again "
+        + bridge["how"].replace("tornado_lite.platform.asyncio", "the bridge"),
+        "",
+        "Every test excluded above for using asyncio itself, run again: on tornado_lite with "
+        "`tornado_lite.platform.asyncio.install()` done in every Python process of the run (issue 14); "
+        "on Tornado (`IMPL=tornado`) as they are, where each must pass.",
+        "",
+    ]
+    for key, t in bridge["totals"].items():
+        part, poller = key.split("/")
+        out.append(
+            f"- **{part}, {poller}**: {t['passed']} of {t['collected']} pass, {t['failed']} fail, "
+            f"{t['errors']} error, {t['skipped']} skip themselves"
+        )
+    label = " / ".join(pollers)
+    out += ["", f"| part | module | excluded | passed ({label}) | failed ({label}) | errors ({label}) |"]
+    out.append("|---|---|---|---|---|---|")
+    keys = sorted(
+        {(m["part"], m["module"]) for m in bridge["modules"]}, key=lambda k: (PARTS.index(k[0]), module_order(*k))
+    )
+    for part, module in keys:
+        per = [
+            next(m for m in bridge["modules"] if (m["part"], m["module"], m["poller"]) == (part, module, p))
+            for p in pollers
+        ]
+        cells = [
+            " / ".join(str(x[c]) for x in per) if len({x[c] for x in per}) > 1 else str(per[0][c])
+            for c in ("passed", "failed", "errors")
+        ]
+        out.append(f"| {part} | {module} | {per[0]['collected']} | " + " | ".join(cells) + " |")
+    if bridge["failing"]:
+        out += ["", "Still failing (their causes: `tests/compat/README.md`):", ""]
+        for e in bridge["failing"]:
+            message = e["message"].replace("|", "\\|")[:160]
+            out.append(f"- [{e['part']}] `{e['test']}` ({', '.join(e['pollers'])}): {message}")
+    out.append("")
+    return out
 
 
 def _markdown_part(
