@@ -819,7 +819,7 @@ def markdown(report: dict[str, typing.Any]) -> str:
 def _markdown_bridge(bridge: dict[str, typing.Any], pollers: list[str]) -> list[str]:
     out = [
         "## The asyncio-excluded tests, run again "
-        + bridge["how"].replace("tornado_lite.platform.asyncio", "the bridge"),
+        + ("on tornado_lite's asyncio bridge" if bridge["how"].startswith("with") else "on Tornado, as they are"),
         "",
         "Every test excluded above for using asyncio itself, run again: on tornado_lite with "
         "`tornado_lite.platform.asyncio.install()` done in every Python process of the run (issue 14); "
