@@ -891,7 +891,7 @@ def _markdown_part(
 
 def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """The figures without the per-test detail, for publishing next to the README."""
-    heavy = ("failures", "hang_stacks", "stderr_tail", "excluded_tests", "skipped_tests")
+    heavy = ("failures", "hang_stacks", "stderr_tail", "excluded_tests", "skipped_tests", "core_served_by")
     out = {k: v for k, v in report.items() if k not in ("tests", "failure_groups", "api")}
     out["tests"] = [{k: v for k, v in r.items() if k not in heavy} for r in report["tests"]]
     out["failure_groups"] = [
