@@ -45,7 +45,7 @@ import time
 import traceback
 import warnings
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from tornado_lite import concurrent as tl_concurrent
 from tornado_lite import gen
@@ -58,6 +58,7 @@ _ERROR = IOLoop.ERROR
 
 _logger = asyncio.log.logger
 _local = threading.local()
+_lazy_ioloop_lock = threading.Lock()
 _set_running_loop = asyncio.events._set_running_loop
 _get_running_loop = asyncio.events._get_running_loop
 
@@ -80,6 +81,17 @@ def _run_handle(handle: asyncio.Handle) -> None:
     # exception goes to the asyncio loop's exception handler (inside Handle._run), as on any asyncio loop.
     if not handle.cancelled():
         handle._run()
+
+
+_H = TypeVar("_H", bound=asyncio.Handle)
+
+
+def _trim_source_traceback(handle: _H) -> _H:
+    # In debug mode a handle records where it was made: drop this module's frame so it shows the caller.
+    source = getattr(handle, "_source_traceback", None)
+    if source:
+        del source[-1]
+    return handle
 
 
 class _TimerHandle(asyncio.TimerHandle):
@@ -176,11 +188,19 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
     def _get_ioloop(self) -> IOLoop:
         ioloop = self._ioloop
         if ioloop is None:
+            ioloop = self._make_ioloop()
+        return ioloop
+
+    def _make_ioloop(self) -> IOLoop:
+        # Under a lock: another thread's call_soon_threadsafe may be the first to need it.
+        with _lazy_ioloop_lock:
+            if self._ioloop is not None:
+                return self._ioloop
             ioloop = AsyncIOLoop(make_current=False, asyncio_loop=self)
-            if getattr(_local, "pending", None) is self:
-                # This thread's asyncio loop, made before any IOLoop: its IOLoop is the current one.
-                _local.pending = None
-                ioloop.make_current()
+        if getattr(_local, "pending", None) is self:
+            # This thread's asyncio loop, made before any IOLoop: its IOLoop is the current one.
+            _local.pending = None
+            ioloop.make_current()
         return ioloop
 
     @property
@@ -304,7 +324,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
-        handle = asyncio.Handle(callback, args, self, context)
+        handle = _trim_source_traceback(asyncio.Handle(callback, args, self, context))
         self._get_ioloop().add_callback(_run_handle, handle)
         return handle
 
@@ -314,7 +334,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         self._check_closed()
         if self._debug:
             self._check_callback(callback, "call_soon_threadsafe")
-        handle = asyncio.Handle(callback, args, self, context)
+        handle = _trim_source_traceback(asyncio.Handle(callback, args, self, context))
         self._get_ioloop().add_callback(_run_handle, handle)  # add_callback is the IOLoop's thread-safe entry
         return handle
 
@@ -323,7 +343,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.TimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        return self.call_at(self.time() + delay, callback, *args, context=context)
+        return _trim_source_traceback(self.call_at(self.time() + delay, callback, *args, context=context))
 
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., Any], *args: Any, context: Optional[contextvars.Context] = None
@@ -334,7 +354,7 @@ class TornadoLiteEventLoop(asyncio.AbstractEventLoop):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_at")
-        timer = _TimerHandle(when, callback, args, self, context)
+        timer = _trim_source_traceback(_TimerHandle(when, callback, args, self, context))
         timer._ioloop_timer = self._get_ioloop().call_later(max(0.0, when - self.time()), _run_handle, timer)
         timer._scheduled = True  # type: ignore[attr-defined]
         return timer
@@ -773,10 +793,12 @@ class BaseAsyncIOLoop(IOLoop):
                 f"tornado_lite's IOLoop runs only on its own asyncio loop (TornadoLiteEventLoop), not on "
                 f"{asyncio_loop!r}; call tornado_lite.platform.asyncio.install() before creating loops"
             )
-        asyncio_loop._attach(self)
+        if asyncio_loop._ioloop is not None:
+            raise RuntimeError(f"IOLoop {asyncio_loop._ioloop!r} already associated with asyncio loop {asyncio_loop!r}")
         self.asyncio_loop = asyncio_loop
         self.selector_loop = asyncio_loop
         super().initialize(**kwargs)
+        asyncio_loop._attach(self)  # only once complete: other threads may be waiting to use it
 
     def start(self) -> None:
         self.asyncio_loop._enter_running()
@@ -884,12 +906,21 @@ class TornadoLiteEventLoopPolicy(asyncio.AbstractEventLoopPolicy):
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         return TornadoLiteEventLoop()
 
-    # Child watchers (asyncio subprocesses) do not exist on this loop.
+    # Child watchers serve asyncio's own loops' subprocesses (a program may still make such a loop);
+    # TornadoLiteEventLoop has no asyncio subprocesses (process.Subprocess instead).
+    _child_watcher: Any = None
+
     def get_child_watcher(self) -> Any:
-        raise NotImplementedError("asyncio subprocesses are not provided: use tornado_lite.process.Subprocess")
+        if self._child_watcher is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._child_watcher = asyncio.ThreadedChildWatcher()
+        return self._child_watcher
 
     def set_child_watcher(self, watcher: Any) -> None:
-        raise NotImplementedError("asyncio subprocesses are not provided: use tornado_lite.process.Subprocess")
+        if self._child_watcher is not None and self._child_watcher is not watcher:
+            self._child_watcher.close()
+        self._child_watcher = watcher
 
 
 class AnyThreadEventLoopPolicy(TornadoLiteEventLoopPolicy):
