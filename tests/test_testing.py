@@ -721,12 +721,19 @@ def test_gen_test_is_not_collected_as_a_test() -> None:
 
 
 @lite_only
-def test_http_test_cases_are_out_of_scope() -> None:
+def test_http_test_cases_come_with_the_http_layer() -> None:
+    # Tornado is a test dependency, so they are there (built on Tornado's HTTP layer via install(); the
+    # behaviour is tested in tests/http_layer, the missing-Tornado error in tests/test_install.py).
     for name in ("AsyncHTTPTestCase", "AsyncHTTPSTestCase"):
-        with pytest.raises(AttributeError, match="HTTP layer"):
-            getattr(testing, name)
-    with pytest.raises(ImportError):
-        exec("from tornado_lite.testing import AsyncHTTPTestCase")
+        case = getattr(testing, name)
+        assert case.__name__ == name and case.__module__ == "tornado_lite.testing"
+        assert issubclass(case, AsyncTestCase)
+        for method in ("get_app", "fetch", "get_url", "get_http_port", "get_http_client", "get_http_server",
+                       "get_httpserver_options", "get_protocol"):
+            assert callable(getattr(case, method)), (name, method)
+    assert callable(testing.AsyncHTTPSTestCase.default_ssl_options)
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        testing.NoSuchThing  # noqa: B018
 
 
 def test_main_runs_named_tests(tmp_path: Any) -> None:

@@ -14,6 +14,9 @@ names the call sites it reaches (Tornado 6.6.1 line numbers; 6.3-6.5 have a subs
   ``await asyncio.sleep(0)`` in ``_receive_frame_loop``, ``except (Exception, asyncio.CancelledError)``
   in ``_run_callback`` and ``except asyncio.CancelledError`` in ``accept_connection``.
 
+The tests that cancel a task reach it as a Tornado app would, through the module's own ``asyncio``
+(``sys.modules["tornado.web"].asyncio.current_task()``): the shim here, asyncio itself on Tornado.
+
 They run on real Tornado too (``TORNADO_LITE_TEST_IMPL=tornado``), where ``asyncio`` is the real one.
 """
 
@@ -347,12 +350,14 @@ class _AsyncRaisingSocket(tornado.websocket.WebSocketHandler):
         raise ValueError("async on_message bug")
 
 
-class _OpenCancelledSocket(tornado.websocket.WebSocketHandler):
-    async def open(self) -> None:
-        await _cancelled_future()
+class _TaskRecordingSocket(tornado.websocket.WebSocketHandler):
+    def open(self) -> None:
+        test = self.application.settings["test"]
+        test.ws_task = sys.modules["tornado.websocket"].asyncio.current_task()
+        test.ws_opened.set_result(None)
 
-    def on_message(self, message: Any) -> None:
-        self.write_message("should never get here")
+    def on_close(self) -> None:
+        self.application.settings["test"].after_close.set_result("closed")
 
 
 class _CountingSocket(tornado.websocket.WebSocketHandler):
@@ -371,6 +376,8 @@ class WebSocketSitesTest(AsyncHTTPTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.after_close: Future = Future()
+        self.ws_opened: Future = Future()
+        self.ws_task: Any = None
 
     def get_app(self) -> tornado.web.Application:
         return tornado.web.Application(
@@ -379,7 +386,7 @@ class WebSocketSitesTest(AsyncHTTPTestCase):
                 ("/after_close", _WritesAfterCloseSocket),
                 ("/raising", _RaisingSocket),
                 ("/async_raising", _AsyncRaisingSocket),
-                ("/open_cancelled", _OpenCancelledSocket),
+                ("/task_recording", _TaskRecordingSocket),
                 ("/counting", _CountingSocket),
             ],
             test=self,
@@ -452,14 +459,19 @@ class WebSocketSitesTest(AsyncHTTPTestCase):
             self.assertIsNone(await gen.with_timeout(self.io_loop.time() + 5, conn.read_message()))
 
     @gen_test
-    async def test_cancelled_open_aborts_the_connection(self) -> None:
-        # websocket.accept_connection: `except asyncio.CancelledError: self._abort()`.
+    async def test_cancelling_the_handlers_task_aborts_the_connection_quietly(self) -> None:
+        # websocket.accept_connection: `except asyncio.CancelledError: self._abort()`, reached when the
+        # task serving the connection (the one that ran open()) is cancelled in its frame loop.
         errors = _Errors()
         for logger in (gen_log, app_log):
             logger.addHandler(errors)
         try:
-            conn = await tornado.websocket.websocket_connect(self.ws_url("/open_cancelled"))
+            conn = await tornado.websocket.websocket_connect(self.ws_url("/task_recording"))
+            await gen.with_timeout(self.io_loop.time() + 5, self.ws_opened)
+            self.assertIsNotNone(self.ws_task)
+            self.ws_task.cancel()
             self.assertIsNone(await gen.with_timeout(self.io_loop.time() + 5, conn.read_message()))
+            self.assertEqual(await gen.with_timeout(self.io_loop.time() + 5, self.after_close), "closed")
             await gen.sleep(0.01)  # anything logged when the handler's task ends has been logged by now
             self.assertEqual([r.getMessage() for r in errors.records], [])
         finally:
