@@ -1005,8 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=900.0,
-        help="seconds for all test runs together; later modules get what is left (default 900)",
+        default=600.0,
+        help="seconds for all test runs together; later modules get what is left (default 600)",
     )
     parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
     parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"), help="the core part's")
