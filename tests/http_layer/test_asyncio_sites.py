@@ -28,6 +28,7 @@ from typing import Any, List, Tuple
 
 import pytest
 
+import tornado
 import tornado.web
 import tornado.websocket
 from http_helpers import connect, read_frame, websocket_handshake
@@ -40,6 +41,11 @@ from tornado.tcpserver import TCPServer
 from tornado.testing import AsyncHTTPTestCase, AsyncTestCase, ExpectLog, bind_unused_port, gen_test
 
 BIG = 600 * 1024  # over http1connection's and websocket's 256 KiB between two sleep(0)
+
+# Tornado 6.6 (the pinned version) added the handling these tests check; on 6.3-6.5 the same code path
+# behaves differently on Tornado itself (a cancelled handler hangs, an async on_message failure is only
+# logged), and the tests are skipped there.
+since_6_6 = pytest.mark.skipif(tornado.version_info < (6, 6), reason="behaviour added in Tornado 6.6")
 
 
 class _Errors(logging.Handler):
@@ -265,6 +271,7 @@ class HandlerErrorsTest(AsyncHTTPTestCase):
             test=self,
         )
 
+    @since_6_6
     @gen_test
     async def test_cancelling_the_handlers_own_task_answers_500_without_logging(self) -> None:
         # web.py: asyncio.current_task() and task.cancelling() say the handler's own task was cancelled.
@@ -282,6 +289,7 @@ class HandlerErrorsTest(AsyncHTTPTestCase):
         finally:
             app_log.removeHandler(errors)
 
+    @since_6_6
     def test_awaiting_a_cancelled_future_is_an_uncaught_exception(self) -> None:
         # web.py: `except (Exception, asyncio.CancelledError)` with cancelling() == 0: the usual 500.
         with ExpectLog(app_log, "Uncaught exception"):
@@ -450,6 +458,7 @@ class WebSocketSitesTest(AsyncHTTPTestCase):
             await conn.write_message("hello")
             self.assertIsNone(await gen.with_timeout(self.io_loop.time() + 5, conn.read_message()))
 
+    @since_6_6
     @gen_test
     async def test_exception_in_async_on_message_aborts_the_connection(self) -> None:
         # websocket._run_callback's on_done: `except (Exception, asyncio.CancelledError)` on the result.
@@ -458,6 +467,7 @@ class WebSocketSitesTest(AsyncHTTPTestCase):
             await conn.write_message("hello")
             self.assertIsNone(await gen.with_timeout(self.io_loop.time() + 5, conn.read_message()))
 
+    @since_6_6
     @gen_test
     async def test_cancelling_the_handlers_task_aborts_the_connection_quietly(self) -> None:
         # websocket.accept_connection: `except asyncio.CancelledError: self._abort()`, reached when the
@@ -510,8 +520,9 @@ class PingTest(AsyncHTTPTestCase):
         frames = in_executor(self, _frames_until_close, self.get_http_port(), "/silent")
         self.assertIn(0x9, [opcode for opcode, _ in frames])  # it was pinged
         self.assertEqual(frames[-1][0], 0x8)  # then closed
-        code, reason = struct.unpack(">H", frames[-1][1][:2])[0], frames[-1][1][2:]
-        self.assertEqual((code, reason), (1000, b"ping timed out"))
+        if tornado.version_info >= (6, 5):  # before 6.5 the close frame carries no code or reason
+            code, reason = struct.unpack(">H", frames[-1][1][:2])[0], frames[-1][1][2:]
+            self.assertEqual((code, reason), (1000, b"ping timed out"))
 
 
 def _frames_until_close(port: int, path: str) -> List[Tuple[int, bytes]]:
