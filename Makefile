@@ -34,9 +34,11 @@ lint: $(STAMP)
 	@if [ -f ../shared/tools/check_layers.py ]; then $(PY) ../shared/tools/check_layers.py . ; fi
 
 # Tornado 6.6.1's own test suite and API snapshot against tornado_lite, on both pollers, in a scratch
-# venv where Tornado is only the source of the tests and of the modules tornado_lite does not replace.
-# IMPL=tornado runs the same copies on real Tornado (checks the harness and the exclusions).
-# COMPAT_ARGS: more options of tests/compat/run_compat.py, e.g. --modules gen,locks --poller selectors.
+# venv where Tornado is the source of the tests and the HTTP layer that runs on tornado_lite: the core
+# modules' tests as rewritten copies, the HTTP layer's unmodified, all under python -m tornado_lite -m
+# pytest; then the asyncio-excluded tests again on the asyncio bridge (tests/compat/README.md).
+# IMPL=tornado runs the same tests on real Tornado (checks the harness and the exclusions).
+# COMPAT_ARGS: more options of tests/compat/run_compat.py, e.g. --part http --modules web --poller selectors.
 COMPAT_VENV := .venv-compat
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 COMPAT_STAMP := $(COMPAT_VENV)/.installed

@@ -1,6 +1,6 @@
-"""pytest plugin for `make compat`, copied into each work directory as ``conftest.py``.
+"""pytest plugin for `make compat`, copied into each work directory and loaded with ``-p compat_conftest``.
 
-It sits between pytest and Tornado's copied test modules and does four things, all driven by
+It sits between pytest and Tornado's test modules and does five things, all driven by
 environment variables that ``run_compat.py`` sets for each module it runs:
 
 * deselects the tests listed in ``COMPAT_EXCLUDE`` (a JSON object ``{nodeid: reason}``), the
@@ -11,7 +11,9 @@ environment variables that ``run_compat.py`` sets for each module it runs:
 * bounds every test in time (``COMPAT_TEST_TIMEOUT`` seconds) with a real-time interval timer, so
   one hung test fails by itself instead of taking its whole module with it;
 * dumps the stacks of all threads into ``COMPAT_DUMP`` on SIGUSR1, which the runner sends before
-  killing a module that overran its own time limit.
+  killing a module that overran its own time limit;
+* records which module serves each loaded ``tornado.<core module>`` name, so that the runner can
+  tell a run on tornado_lite from one that silently fell back to Tornado's own core.
 
 It mirrors the logging set-up of Tornado's ``runtests.py`` (the access log is silenced), so that a
 test behaves here as it does in Tornado's own runner.  It must never decide a test's outcome.
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 import typing
 
@@ -110,6 +113,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+# Tornado's core modules: which implementation serves them in this process is what the run measures.
+_CORE = "ioloop iostream tcpserver tcpclient netutil process concurrent gen locks queues testing util log options"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Record which module answers to each loaded ``tornado.<core>`` name (tornado_lite's after install())."""
+    serving = {}
+    for name in _CORE.split():
+        module = sys.modules.get("tornado." + name)
+        if module is not None:
+            serving["tornado." + name] = module.__name__
+    _emit(event="core_modules", serving=serving)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:
@@ -205,7 +222,7 @@ def _crash_location(report: typing.Any) -> str:
             continue
         path = str(loc.path).replace(os.sep, "/")
         short = f"{os.path.basename(path)}:{loc.lineno}"
-        if "/compat_tests/" in path or path.startswith("compat_tests/"):
+        if "/compat_tests/" in path or path.startswith("compat_tests/") or "/tornado/test/" in path:
             test_loc, lib_loc = short, ""
         elif "tornado_lite/" in path:
             lib_loc = "tornado_lite/" + path.split("tornado_lite/", 1)[1] + f":{loc.lineno}"

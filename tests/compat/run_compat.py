@@ -1,29 +1,35 @@
 """`make compat`: run Tornado 6.6.1's own tests and API snapshot against tornado_lite.
 
 Tornado (pinned, installed in a scratch venv) is used only as the source of the tests and of the
-modules tornado_lite does not replace (tornado.web, tornado.httpclient, tornado.escape ...).  For
-each in-scope test module this script:
+modules tornado_lite does not replace (tornado.web, tornado.httpclient, tornado.escape ...).  Every
+pytest process of a lite run starts as ``python -m tornado_lite -m pytest``, so ``install()`` makes
+``tornado.<core module>`` tornado_lite's and Tornado's HTTP layer runs on it.  The tests come in two
+parts:
 
-1. copies it into a work directory, rewriting every reference to a core module
-   (``tornado.ioloop``, ``from tornado import gen``, ``"tornado.iostream.X"`` in strings handed to
-   ``mock.patch`` or to a subprocess ...) to ``tornado_lite``; Tornado's test helpers
-   (``tornado.test.util``) are copied and rewritten the same way, so that their ``AsyncTestCase``
-   runs on tornado_lite's loop;
-2. runs it with pytest in its own process, bounded in time (per test and per module), so that a
-   hang fails that module instead of the run;
-3. counts, per module, the tests collected, passed, failed, errored, skipped and excluded
-   (``exclusions.txt`` lists each excluded test with its reason), and prints / writes the figures
-   as JSON and as a Markdown table.
+* **core**: the tests of the 14 core modules.  Each is copied into a work directory, with every
+  reference to a core module (``tornado.ioloop``, ``from tornado import gen``,
+  ``"tornado.iostream.X"`` in strings handed to ``mock.patch`` or to a subprocess ...) rewritten to
+  ``tornado_lite``; Tornado's test helpers (``tornado.test.util``) are copied and rewritten the same
+  way, so that their ``AsyncTestCase`` runs on tornado_lite's loop.
+* **http**: the tests of the HTTP layer and of the helpers tornado_lite does not replace (web,
+  httpserver, httpclient, websocket ...), run in place in the installed Tornado, unmodified: only
+  ``install()`` points their core imports at tornado_lite.
 
-``--impl tornado`` runs the very same copies against real Tornado (no core rewrite): everything
-not excluded must pass there, which proves the harness and the exclusion list right.
+Each module runs in its own pytest process, bounded in time (per test and per module), so that a
+hang fails that module instead of the run; the runner counts, per module, the tests collected,
+passed, failed, errored, skipped and excluded (``exclusions.txt`` and ``exclusions-http.txt`` list
+each excluded test with its reason), checks that the core names were really served by tornado_lite,
+and prints / writes the figures as JSON and as a Markdown table.
+
+``--impl tornado`` runs the very same tests against real Tornado (no rewrite, no install()):
+everything not excluded must pass there, which proves the harness and the exclusion lists right.
 
 The API part runs Tornado's own describer (``tornado.test.api_test``) on each
 ``tornado_lite.<module>`` and compares the names with ``api.txt`` (see ``api_compare.py``).
 
 Run it with the scratch venv's interpreter (``make compat`` does)::
 
-    .venv-compat/bin/python tests/compat/run_compat.py [--impl lite|tornado] [--poller both]
+    .venv-compat/bin/python tests/compat/run_compat.py [--impl lite|tornado] [--poller both] [--part both]
 """
 
 from __future__ import annotations
@@ -54,10 +60,32 @@ CORE_MODULES = (
 TEST_MODULES = (
     "iostream gen ioloop tcpclient locks queues testing util options log process concurrent netutil tcpserver"
 ).split()
+# The second part: Tornado's tests of the modules tornado_lite does NOT replace (the HTTP layer and
+# the pure-Python helpers), run in place and unmodified under `python -m tornado_lite -m pytest`,
+# where install() makes their `tornado.<core module>` imports give tornado_lite's.  options is in
+# both parts: once rewritten, once through install().  security_corpus is not in issue 13's list
+# but is the HTTP server fed hostile input, which install() must serve as Tornado does.
+# Longest-running first.
+HTTP_TEST_MODULES = (
+    "web httpclient simple_httpclient websocket httpserver autoreload security_corpus wsgi routing"
+    " http1connection auth httputil template escape locale options"
+).split()
+# The order of the report's rows (issue 13's list).
+HTTP_DISPLAY_ORDER = (
+    "web httpserver httpclient simple_httpclient websocket http1connection routing wsgi auth"
+    " escape httputil template locale options autoreload security_corpus"
+).split()
+PARTS = ("core", "http")
 PACKAGE = "compat_tests"  # the package the copies live in, in place of tornado.test
-SUPPORT_MODULES = ("util", "resolve_test_helper")  # tornado.test helpers the tests import
+IN_PLACE_PACKAGE = "tornado/test"  # where the http part's node ids start: the installed Tornado's tests
+PLUGIN = "compat_conftest"  # compat_conftest.py, copied into each work dir and loaded with -p
+SUPPORT_MODULES = ("util", "resolve_test_helper", "runtests")  # tornado.test helpers the tests import
 DATA_SUFFIXES = (".crt", ".key", ".cfg")
-EXCLUSION_CATEGORIES = ("asyncio", "http")
+# Why a test may be left out: the only reason run_compat.py accepts is that it uses asyncio itself.
+# (Tests needing Tornado's HTTP layer were once left out as "http"; install() now provides it.  Tests
+# needing pycurl or twisted are all in curl_httpclient_test.py and twisted_test.py, which neither part
+# runs: they test Tornado's optional alternatives, not the core.)
+EXCLUSION_CATEGORIES = ("asyncio",)
 POLLER_ENV = "TORNADO_LITE_POLLER"
 
 # Adaptations applied to the lite copies only, each for a documented, intended difference
@@ -68,6 +96,13 @@ LITE_ADAPTATIONS = (
         "concurrent.futures.CancelledError",
         "asyncio.CancelledError -> concurrent.futures.CancelledError: tornado_lite has no asyncio, "
         "its cancellations raise concurrent.futures.CancelledError (docs/differences.md)",
+    ),
+    (
+        re.compile(r"^from tornado\.platform\.asyncio import (\w+)$", re.M),
+        "try:\n    from tornado.platform.asyncio import \\1\nexcept ImportError:\n    \\1 = None",
+        "a module-level import from tornado.platform.asyncio may fail (under install() that name is "
+        "tornado_lite's optional asyncio bridge, which has no AddThreadSelectorEventLoop): the name is then None; "
+        "only asyncio-excluded tests use it (iostream_test's test_inline_read_error)",
     ),
 )
 
@@ -122,40 +157,6 @@ def _check_no_core_left(text: str) -> None:
             raise SystemExit(f"cannot rewrite {match.group(0).strip()!r}: extend rewrite_source()")
 
 
-# tornado.test.util defines AsyncHTTP(S)TestCase on top of tornado.testing's.  tornado_lite has no
-# HTTP layer, so its testing module may lack them; the tests that use them are all excluded, but
-# the classes must still exist for the copied modules to import.
-_HTTP_BASES_SHIM = '''
-
-class _NoHTTPLayer:
-    """Stands in for an HTTP test base that the implementation under test does not provide."""
-
-    def setUp(self):
-        raise RuntimeError("this implementation's testing module has no HTTP test case")
-
-
-def _http_base(name):
-    return getattr(_testing_under_test, name, None) or type(name, (_NoHTTPLayer,), {})
-
-'''
-
-
-def rewrite_util(text: str, impl: str) -> str:
-    """The copy of tornado.test.util, with its HTTP test bases made optional."""
-    text = rewrite_source(text, impl)
-    testing = "tornado_lite.testing" if impl == "lite" else "tornado.testing"
-    replaced = 0
-    for name in ("AsyncHTTPSTestCase", "AsyncHTTPTestCase"):
-        pattern = re.compile(r"^(class %s\()%s\.%s," % (name, re.escape(testing), name), re.M)
-        text, n = pattern.subn(r'\1_http_base("%s"),' % name, text)
-        replaced += n
-    if replaced != 2:
-        raise SystemExit("tornado/test/util.py has changed shape: cannot make its HTTP bases optional")
-    first_class = text.index("\nclass ")
-    shim = f"\n_testing_under_test = {testing}\n" + _HTTP_BASES_SHIM
-    return text[:first_class] + shim + text[first_class:]
-
-
 def tornado_test_dir() -> str:
     import tornado
     import tornado.test
@@ -185,10 +186,16 @@ def prepare_work_dir(work: str, impl: str) -> str:
     for mod in SUPPORT_MODULES + tuple(f"{m}_test" for m in TEST_MODULES):
         with open(os.path.join(src, mod + ".py"), encoding="utf-8") as f:
             text = f.read()
-        text = rewrite_util(text, impl) if mod == "util" else rewrite_source(text, impl)
+        text = rewrite_source(text, impl)
         with open(os.path.join(pkg, mod + ".py"), "w", encoding="utf-8") as f:
             f.write(text)
-    shutil.copy(os.path.join(HERE, "compat_conftest.py"), os.path.join(root, "conftest.py"))
+    write_runner_files(root)
+    return root
+
+
+def write_runner_files(root: str) -> None:
+    """The pytest plugin, pytest's configuration and the results directory of one work dir."""
+    shutil.copy(os.path.join(HERE, "compat_conftest.py"), os.path.join(root, PLUGIN + ".py"))
     with open(os.path.join(root, "pytest.ini"), "w", encoding="utf-8") as f:
         # Tornado's runtests.py makes warnings errors, except deprecations raised outside Tornado.
         f.write(
@@ -208,7 +215,74 @@ def prepare_work_dir(work: str, impl: str) -> str:
             ).lstrip()
         )
     os.makedirs(os.path.join(root, "results"), exist_ok=True)
+    os.makedirs(os.path.join(root, CHILDREN_DIR), exist_ok=True)
+    with open(os.path.join(root, CHILDREN_DIR, "sitecustomize.py"), "w", encoding="utf-8") as f:
+        f.write(CHILDREN_SITECUSTOMIZE)
+
+
+# Tests start Python processes of their own (process_test's forked servers, ioloop_test's `python -c`
+# probes, autoreload_test's apps).  In a lite run, every one of them must run on tornado_lite too, or
+# those tests would measure Tornado's own core: this sitecustomize, on the PYTHONPATH of the lite runs
+# (and so of every interpreter their tests start), calls install() -- and in the bridge stage the
+# asyncio bridge's install() -- before anything else runs.
+CHILDREN_DIR = "on_tornado_lite"
+CHILDREN_SITECUSTOMIZE = '''"""Written by run_compat.py: each Python process of a lite run starts on tornado_lite."""
+import os
+
+if os.environ.get("COMPAT_INSTALL"):
+    import tornado_lite
+
+    tornado_lite.install()
+    if os.environ.get("COMPAT_ASYNCIO_BRIDGE"):
+        from tornado_lite.platform import asyncio as bridge
+
+        bridge.install()
+'''
+
+
+def prepare_in_place_dir(work: str, impl: str) -> str:
+    """The work dir of the http part: nothing is copied, the tests run where Tornado installed them."""
+    root = os.path.join(work, f"http-{impl}")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    write_runner_files(root)
     return root
+
+
+class Part(typing.NamedTuple):
+    """One half of the suite: where its pytest processes run, what starts them, how its tests are named."""
+
+    name: str  # "core" (rewritten copies) or "http" (Tornado's own files, unmodified)
+    root: str  # cwd of its pytest processes: pytest.ini, the plugin, results/
+    rootdir: str  # pytest's --rootdir: node ids are relative to it
+    prefix: str  # the directory part of its node ids, before "<module>_test.py"
+    launcher: tuple[str, ...]  # what runs pytest: python -m pytest, or python -m tornado_lite -m pytest
+    excluded_only: bool = False  # the bridge stage: run the tests the exclusions list, and only those
+    asyncio_bridge: bool = False  # with tornado_lite.platform.asyncio.install() done before the tests load
+
+    def test_file(self, module: str) -> str:
+        return os.path.join(self.rootdir, self.prefix, f"{module}_test.py")
+
+    def for_bridge(self) -> "Part":
+        """The same tests' excluded ones; on tornado_lite with the asyncio bridge, on Tornado as they are."""
+        lite = self.launcher != launcher("tornado")
+        return self._replace(excluded_only=True, asyncio_bridge=lite)
+
+
+def launcher(impl: str) -> tuple[str, ...]:
+    """pytest on real Tornado, or pytest under tornado_lite's install() (`python -m tornado_lite`)."""
+    if impl == "tornado":
+        return (sys.executable, "-m", "pytest")
+    return (sys.executable, "-m", "tornado_lite", "-m", "pytest")
+
+
+def core_part(root: str, impl: str) -> Part:
+    return Part("core", root, root, PACKAGE, launcher(impl))
+
+
+def http_part(root: str, impl: str) -> Part:
+    site = os.path.dirname(os.path.dirname(tornado_test_dir()))
+    return Part("http", root, site, IN_PLACE_PACKAGE, launcher(impl))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +331,7 @@ class ModuleRun(typing.NamedTuple):
     stderr_tail: str
     hang_dump: str
     incidents: list[str] = []
+    part: str = "core"
 
 
 def _read_tail(path: str, size: int = 3000) -> str:
@@ -332,7 +407,7 @@ def _wait_or_kill(proc: subprocess.Popen[bytes], results: str, deadline: float, 
 
 
 def run_module(
-    root: str,
+    part: Part,
     module: str,
     poller: str,
     excluded: dict[str, str],
@@ -344,7 +419,9 @@ def run_module(
     attempt: int = 0,
 ) -> ModuleRun:
     """One pytest process over one module; ``done`` (node ids) are left out, as already run."""
-    tag = f"{module}.{poller}" + (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
+    root = part.root
+    tag = ("bridge." if part.excluded_only else "") + f"{module}.{poller}"
+    tag += (".collect" if collect_only else "") + (f".{attempt}" if attempt else "")
     results = os.path.join(root, "results", tag + ".jsonl")
     dump = os.path.join(root, "results", tag + ".stacks.txt")
     output = os.path.join(root, "results", tag + ".out")
@@ -354,7 +431,8 @@ def run_module(
             os.remove(path)
     done_file = os.path.join(root, "results", tag + ".done.json")
     with open(exclude_file, "w", encoding="utf-8") as f:
-        json.dump({f"{PACKAGE}/{tid}": why for tid, why in excluded.items() if module_of(tid) == module}, f)
+        mine = {tid: why for tid, why in excluded.items() if module_of(tid) == module}
+        json.dump({} if part.excluded_only else {f"{part.prefix}/{tid}": why for tid, why in mine.items()}, f)
     with open(done_file, "w", encoding="utf-8") as f:
         json.dump(sorted(done), f)
     env = dict(os.environ)
@@ -370,7 +448,18 @@ def run_module(
     env.pop(POLLER_ENV, None)
     if poller != "default":
         env[POLLER_ENV] = poller
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"{PACKAGE}/{module}_test.py"]
+    env.pop("COMPAT_INSTALL", None)
+    env.pop("COMPAT_ASYNCIO_BRIDGE", None)
+    if part.launcher != launcher("tornado"):
+        env["PYTHONPATH"] = os.path.join(root, CHILDREN_DIR) + os.pathsep + env["PYTHONPATH"]
+        env["COMPAT_INSTALL"] = "1"
+    if part.asyncio_bridge:
+        env["COMPAT_ASYNCIO_BRIDGE"] = "1"
+    cmd = [*part.launcher, "-c", "pytest.ini", f"--rootdir={part.rootdir}", "-p", PLUGIN]
+    if part.excluded_only:
+        cmd += sorted(part.test_file(module) + "::" + tid.split("::", 1)[1] for tid in mine)
+    else:
+        cmd.append(part.test_file(module))
     if collect_only:
         cmd.append("--collect-only")
     if keyword:
@@ -396,11 +485,11 @@ def run_module(
     tail = _read_tail(errors)
     if returncode not in (0, 1):  # 1 is "some tests failed"; anything else is pytest itself in trouble
         tail = (tail + "\n" + _read_tail(output)).strip()
-    return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang)
+    return ModuleRun(module, poller, _read_events(results), returncode, elapsed, tail, hang, [], part.name)
 
 
 def run_module_resuming(
-    root: str,
+    part: Part,
     module: str,
     poller: str,
     excluded: dict[str, str],
@@ -427,7 +516,7 @@ def run_module_resuming(
         if remaining < 2.0:
             incidents.append("out of time")
             break
-        run = run_module(root, module, poller, excluded, test_timeout, remaining, keyword=keyword, done=done,
+        run = run_module(part, module, poller, excluded, test_timeout, remaining, keyword=keyword, done=done,
                          attempt=attempt)  # fmt: skip
         events += run.events
         elapsed += run.elapsed
@@ -461,7 +550,7 @@ def run_module_resuming(
     else:
         incidents.append(f"gave up after {max_restarts} restarts")
     return ModuleRun(module, poller, events, returncode, elapsed, "\n".join(tails)[-6000:], "\n".join(dumps),
-                     incidents)  # fmt: skip
+                     incidents, part.name)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +559,10 @@ def run_module_resuming(
 
 
 def short_id(nodeid: str) -> str:
-    return nodeid[len(PACKAGE) + 1 :] if nodeid.startswith(PACKAGE + "/") else nodeid
+    for prefix in (PACKAGE, IN_PLACE_PACKAGE):
+        if nodeid.startswith(prefix + "/"):
+            return nodeid[len(prefix) + 1 :]
+    return nodeid
 
 
 def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, str]) -> dict[str, typing.Any]:
@@ -480,9 +572,12 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
     excluded_here: dict[str, str] = {}
     collect_errors: list[str] = []
     started: list[str] = []
+    served_by: dict[str, str] = {}
     for ev in run.events:
         kind = ev.get("event")
-        if kind == "collected":
+        if kind == "core_modules":
+            served_by.update(ev["serving"])
+        elif kind == "collected":
             collected.add(short_id(ev["nodeid"]))
         elif kind == "excluded":
             excluded_here[short_id(ev["nodeid"])] = ev["reason"]
@@ -514,7 +609,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
             failures.append(
                 {"test": test, "outcome": outcome, "message": ev.get("message", ""), "where": ev.get("where", "")}
             )
-    notes = [i.replace(PACKAGE + "/", "") for i in run.incidents]
+    notes = [i.replace(PACKAGE + "/", "").replace(IN_PLACE_PACKAGE + "/", "") for i in run.incidents]
     if run.returncode is None:
         notes.append(f"killed after {run.elapsed:.0f}s" + (f", hung in {hung}" if hung else ""))
     elif run.returncode not in (0, 1, 5) and not collect_errors:
@@ -525,6 +620,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
         {f"{short_id(ev['nodeid'])}: {ev.get('message', '')}" for ev in results.values() if ev["outcome"] == "skipped"}
     )
     return {
+        "part": run.part,
         "module": run.module,
         "poller": run.poller,
         "collected": len(all_tests) + len(expected_excluded),
@@ -535,6 +631,7 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
         "skipped": counts["skipped"],
         "seconds": round(run.elapsed, 1),
         "notes": notes,
+        "core_served_by": served_by,
         "excluded_tests": expected_excluded,
         "skipped_tests": skipped_reasons,
         "failures": failures,
@@ -543,8 +640,21 @@ def summarize(run: ModuleRun, expected: set[str], expected_excluded: dict[str, s
     }
 
 
+def check_core_implementation(row: dict[str, typing.Any], impl: str) -> None:
+    """Flag a module whose ``tornado.<core>`` names were not served by the implementation under test.
+
+    A lite run that fell back to Tornado's own ioloop (install() not in effect, a second copy of a
+    module ...) would pass without measuring anything; it is reported, and fails the run.
+    """
+    package = "tornado_lite." if impl == "lite" else "tornado."
+    wrong = {name: served for name, served in row["core_served_by"].items() if not served.startswith(package)}
+    row["wrong_core"] = wrong
+    if wrong:
+        row["notes"].append("NOT RUN ON " + package[:-1] + ": " + ", ".join(f"{k} is {v}" for k, v in wrong.items()))
+
+
 def expected_tests(
-    root: str, modules: list[str], excluded: dict[str, str], jobs: int, keyword: str = ""
+    part: Part, modules: list[str], excluded: dict[str, str], jobs: int, keyword: str = ""
 ) -> tuple[dict[str, set[str]], dict[str, dict[str, str]]]:
     """The runnable (non-excluded, non-abstract) test ids of each module, from Tornado's copy, and the
     excluded ones with their reasons."""
@@ -552,7 +662,7 @@ def expected_tests(
     expected_excluded: dict[str, dict[str, str]] = {}
 
     def collect(module: str) -> ModuleRun:
-        return run_module(root, module, "default", excluded, 0, 120, collect_only=True, keyword=keyword)
+        return run_module(part, module, "default", excluded, 0, 120, collect_only=True, keyword=keyword)
 
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         runs = list(pool.map(collect, modules))
@@ -562,7 +672,7 @@ def expected_tests(
         stale = {t for t in excluded if module_of(t) == run.module} - seen_excluded
         if stale and not keyword:
             raise SystemExit(
-                f"exclusions.txt lists tests that Tornado's {run.module}_test.py does not have: {sorted(stale)}"
+                f"the exclusions list tests that Tornado's {run.module}_test.py does not have: {sorted(stale)}"
             )
         if not ids and not run.events:
             raise SystemExit(f"could not collect Tornado's own {run.module}_test.py:\n{run.stderr_tail}")
@@ -588,21 +698,21 @@ def _rate(t: dict[str, int]) -> str:
     return f"{100.0 * t['passed'] / ran:.1f}%" if ran else "n/a"
 
 
-def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> None:
+def print_tables(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str, part: str) -> None:
     for poller in pollers:
         mine = [r for r in rows if r["poller"] == poller]
-        print(f"\n== tests: impl={impl}, poller={poller}")
-        print(f"{'module':<12}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'secs':>8}  notes")
+        print(f"\n== tests, {part} part: impl={impl}, poller={poller}")
+        print(f"{'module':<17}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'secs':>8}  notes")
         for r in mine:
             print(
-                f"{r['module']:<12}"
+                f"{r['module']:<17}"
                 + "".join(f"{r[c]:>10}" for c in COLUMNS)
                 + f"{r['seconds']:>8}  "
                 + "; ".join(r["notes"])
             )
         t = _totals(mine)
         print(
-            f"{'TOTAL':<12}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   passed, of those not skipped: {_rate(t)}"
+            f"{'TOTAL':<17}" + "".join(f"{t[c]:>10}" for c in COLUMNS) + f"   passed, of those not skipped: {_rate(t)}"
         )
 
 
@@ -631,7 +741,8 @@ def failure_groups(rows: list[dict[str, typing.Any]]) -> list[dict[str, typing.A
         for f in r["failures"]:
             first_line = (f["message"].strip().splitlines() or [""])[0]
             key = re.sub(r"0x[0-9a-f]+|\d+(\.\d+)?", "N", first_line)[:200]
-            entry = groups[key].setdefault(f["test"], {"test": f["test"], "pollers": [], "where": f["where"]})
+            label = f["test"] if r["part"] == "core" else f"[http] {f['test']}"  # options is in both parts
+            entry = groups[key].setdefault(label, {"test": label, "pollers": [], "where": f["where"]})
             entry["pollers"].append(r["poller"])
     out = [{"message": key, "tests": list(tests.values())} for key, tests in groups.items()]
     out.sort(key=lambda g: (-len(g["tests"]), g["message"]))
@@ -665,34 +776,30 @@ def print_failures(rows: list[dict[str, typing.Any]], limit: int) -> None:
             print(textwrap.indent(_hang_excerpt(r["hang_stacks"]), "    "))
 
 
+PART_TITLES = {
+    "core": (
+        "Core part: Tornado's tests of the 14 core modules",
+        "Copied with their core imports rewritten to `tornado_lite`, run under `python -m tornado_lite -m pytest`.",
+    ),
+    "http": (
+        "HTTP part: Tornado's tests of the modules tornado_lite does not replace",
+        "Run in place and unmodified under `python -m tornado_lite -m pytest`: `install()` makes their "
+        "`tornado.<core module>` imports tornado_lite's, and Tornado's HTTP layer runs on it.",
+    ),
+}
+
+
 def markdown(report: dict[str, typing.Any]) -> str:
-    """One table for the tests (a cell reads "default / selectors" when the pollers disagree), one for the API."""
+    """Per part, one table for the tests (a cell reads "default / selectors" when the pollers disagree);
+    one for the API."""
     pollers = report["pollers"]
     out = [f"<!-- written by tests/compat/run_compat.py ({report['impl']}); do not edit -->", ""]
-    by_poller = {p: [r for r in report["tests"] if r["poller"] == p] for p in pollers}
-    if report["tests"]:
-        out.append(f"Tornado {report['tornado']}'s own tests against `{report['target']}`, per poller:")
-        out.append("")
-        for p in pollers:
-            t = _totals(by_poller[p])
-            out.append(
-                f"- **{p}**: {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
-                f"{t['failed']} fail, {t['errors']} error, {t['skipped']} skip themselves "
-                f"({_rate(t)} of those not skipped)"
-            )
-        label = " / ".join(pollers)
-        out += ["", "| module | collected | excluded | " + " | ".join(f"{c} ({label})" for c in COLUMNS[2:]) + " |"]
-        out.append("|---" * (len(COLUMNS) + 1) + "|")
-
-        def cell(values: list[int]) -> str:
-            return str(values[0]) if len(set(values)) == 1 else " / ".join(map(str, values))
-
-        rows = [(m, [next(r for r in by_poller[p] if r["module"] == m) for p in pollers]) for m in report["modules"]]
-        totals = [_totals(by_poller[p]) for p in pollers]
-        rows_text = [(f"{m}", per) for m, per in rows] + [("**total**", totals)]
-        for name, per in rows_text:
-            fields = [cell([x[c] for x in per]) for c in COLUMNS]
-            out.append(f"| {name} | " + " | ".join(fields) + " |")
+    for part, modules in report["parts"].items():
+        rows = [r for r in report["tests"] if r["part"] == part]
+        if rows:
+            out += _markdown_part(part, modules, rows, pollers, report)
+    if report.get("bridge"):
+        out += _markdown_bridge(report["bridge"], pollers)
     api = report.get("api")
     if api:
         out += ["", f"Public API against `api.txt` of Tornado {report['tornado']}: {api['summary']}.", ""]
@@ -702,16 +809,89 @@ def markdown(report: dict[str, typing.Any]) -> str:
             out.append(f"| {m['module']} | {m['names']} | {m['present']} | {m['same']} | {len(m['missing'])} |")
     out += [
         "",
-        "Excluded tests (they use asyncio itself or need the HTTP layer), each with its reason: "
-        "`tests/compat/exclusions.txt`.  Intended differences: `docs/differences.md`.",
+        "Excluded tests, each with its category and reason: `tests/compat/exclusions.txt` (core part) and "
+        "`tests/compat/exclusions-http.txt` (HTTP part).  Intended differences: `docs/differences.md`.",
         "",
     ]
     return "\n".join(out)
 
 
+def _markdown_bridge(bridge: dict[str, typing.Any], pollers: list[str]) -> list[str]:
+    out = [
+        "## The asyncio-excluded tests, run again "
+        + ("on tornado_lite's asyncio bridge" if bridge["how"].startswith("with") else "on Tornado, as they are"),
+        "",
+        "Every test excluded above for using asyncio itself, run again: on tornado_lite with "
+        "`tornado_lite.platform.asyncio.install()` done in every Python process of the run (issue 14); "
+        "on Tornado (`IMPL=tornado`) as they are, where each must pass.",
+        "",
+    ]
+    for key, t in bridge["totals"].items():
+        part, poller = key.split("/")
+        out.append(
+            f"- **{part}, {poller}**: {t['passed']} of {t['collected']} pass, {t['failed']} fail, "
+            f"{t['errors']} error, {t['skipped']} skip themselves"
+        )
+    label = " / ".join(pollers)
+    out += ["", f"| part | module | excluded | passed ({label}) | failed ({label}) | errors ({label}) |"]
+    out.append("|---|---|---|---|---|---|")
+    keys = sorted(
+        {(m["part"], m["module"]) for m in bridge["modules"]}, key=lambda k: (PARTS.index(k[0]), module_order(*k))
+    )
+    for part, module in keys:
+        per = [
+            next(m for m in bridge["modules"] if (m["part"], m["module"], m["poller"]) == (part, module, p))
+            for p in pollers
+        ]
+        cells = [
+            " / ".join(str(x[c]) for x in per) if len({x[c] for x in per}) > 1 else str(per[0][c])
+            for c in ("passed", "failed", "errors")
+        ]
+        out.append(f"| {part} | {module} | {per[0]['collected']} | " + " | ".join(cells) + " |")
+    if bridge["failing"]:
+        out += ["", "Still failing (their causes: `tests/compat/README.md`):", ""]
+        for e in bridge["failing"]:
+            message = e["message"].replace("|", "\\|")[:160]
+            out.append(f"- [{e['part']}] `{e['test']}` ({', '.join(e['pollers'])}): {message}")
+    out.append("")
+    return out
+
+
+def _markdown_part(
+    part: str, modules: list[str], rows: list[dict[str, typing.Any]], pollers: list[str], report: dict[str, typing.Any]
+) -> list[str]:
+    title, how = PART_TITLES[part]
+    if report["impl"] == "tornado":
+        how = "The same tests on real Tornado, without rewriting or install(): a check of the harness and exclusions."
+    out = [f"## {title}", "", f"Tornado {report['tornado']} against `{report['target']}`. " + how, ""]
+    by_poller = {p: [r for r in rows if r["poller"] == p] for p in pollers}
+    for p in pollers:
+        t = _totals(by_poller[p])
+        out.append(
+            f"- **{p}**: {t['passed']} of {t['collected'] - t['excluded']} runnable tests pass, "
+            f"{t['failed']} fail, {t['errors']} error, {t['skipped']} skip themselves "
+            f"({_rate(t)} of those not skipped)"
+        )
+    label = " / ".join(pollers)
+    out += ["", "| module | collected | excluded | runnable | " + " | ".join(f"{c} ({label})" for c in COLUMNS[2:])]
+    out[-1] += " |"
+    out.append("|---" * (len(COLUMNS) + 2) + "|")
+
+    def cell(values: list[int]) -> str:
+        return str(values[0]) if len(set(values)) == 1 else " / ".join(map(str, values))
+
+    per_module = [(m, [next(r for r in by_poller[p] if r["module"] == m) for p in pollers]) for m in modules]
+    for name, per in per_module + [("**total**", [_totals(by_poller[p]) for p in pollers])]:
+        fields = [cell([x[c] for x in per]) for c in COLUMNS]
+        fields.insert(2, cell([x["collected"] - x["excluded"] for x in per]))
+        out.append(f"| {name} | " + " | ".join(fields) + " |")
+    out.append("")
+    return out
+
+
 def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """The figures without the per-test detail, for publishing next to the README."""
-    heavy = ("failures", "hang_stacks", "stderr_tail", "excluded_tests", "skipped_tests")
+    heavy = ("failures", "hang_stacks", "stderr_tail", "excluded_tests", "skipped_tests", "core_served_by")
     out = {k: v for k, v in report.items() if k not in ("tests", "failure_groups", "api")}
     out["tests"] = [{k: v for k, v in r.items() if k not in heavy} for r in report["tests"]]
     out["failure_groups"] = [
@@ -724,13 +904,54 @@ def compact(report: dict[str, typing.Any]) -> dict[str, typing.Any]:
     return out
 
 
+def bridge_summary(rows: list[dict[str, typing.Any]], pollers: list[str], impl: str) -> dict[str, typing.Any]:
+    """The excluded tests' second run: per part and poller, how many pass; every other one with its error."""
+    totals = {
+        f"{part}/{poller}": {c: sum(r[c] for r in rows if r["part"] == part and r["poller"] == poller) for c in COLUMNS}
+        for part in PARTS
+        for poller in pollers
+        if any(r["part"] == part and r["poller"] == poller for r in rows)
+    }
+    per_module = [
+        {"part": r["part"], "module": r["module"], "poller": r["poller"], **{c: r[c] for c in COLUMNS}} for r in rows
+    ]
+    failing: dict[tuple[str, str], dict[str, typing.Any]] = {}
+    for r in rows:
+        for f in r["failures"]:
+            entry = failing.setdefault(
+                (r["part"], f["test"]),
+                {"part": r["part"], "test": f["test"], "pollers": [], "message": f["message"], "where": f["where"]},
+            )
+            entry["pollers"].append(r["poller"])
+    return {
+        "how": "with tornado_lite.platform.asyncio.install()" if impl == "lite" else "on Tornado, as they are",
+        "totals": totals,
+        "modules": per_module,
+        "failing": sorted(failing.values(), key=lambda e: (PARTS.index(e["part"]), e["test"])),
+    }
+
+
+def print_bridge(bridge: dict[str, typing.Any]) -> None:
+    print(f"\n== the asyncio-excluded tests, run again {bridge['how']}")
+    for key, t in bridge["totals"].items():
+        print(f"  {key:<16} {t['passed']} of {t['collected']} pass, {t['failed']} fail, {t['errors']} error, "
+              f"{t['skipped']} skip themselves")  # fmt: skip
+    for e in bridge["failing"]:
+        where = f"  at {e['where']}" if e["where"] else ""
+        print(f"  [{e['part']}] {e['test']} [{','.join(e['pollers'])}]: {e['message'][:200]}{where}")
+
+
 # ---------------------------------------------------------------------------------------------
 # API
 # ---------------------------------------------------------------------------------------------
 
 
 def run_api(impl: str, timeout: float) -> dict[str, typing.Any] | None:
-    cmd = [sys.executable, os.path.join(HERE, "api_compare.py"), "--json", "--impl", impl]
+    # Under install() for lite: the describer's own module imports tornado.testing and tornado.web, which
+    # must then be tornado_lite's and Tornado's-on-tornado_lite, so that tornado_lite.testing can hand out
+    # its AsyncHTTP(S)TestCase (whose first access installs).
+    runner = [sys.executable] if impl == "tornado" else [sys.executable, "-m", "tornado_lite"]
+    cmd = [*runner, os.path.join(HERE, "api_compare.py"), "--json", "--impl", impl]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     except subprocess.TimeoutExpired:
@@ -746,13 +967,17 @@ def run_api(impl: str, timeout: float) -> dict[str, typing.Any] | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def module_order(part: str, module: str) -> int:
+    return (CORE_MODULES if part == "core" else HTTP_DISPLAY_ORDER).index(module)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--impl",
         choices=("lite", "tornado"),
         default="lite",
-        help="lite: rewrite the core to tornado_lite (default); tornado: run the copies on real Tornado",
+        help="lite: the core on tornado_lite (default); tornado: the same tests on real Tornado",
     )
     parser.add_argument(
         "--poller",
@@ -760,7 +985,18 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help=f"tornado_lite poller(s) to run under (sets {POLLER_ENV}); ignored for --impl tornado",
     )
-    parser.add_argument("--modules", default="", help="comma-separated subset of: " + ",".join(TEST_MODULES))
+    parser.add_argument(
+        "--part",
+        choices=(*PARTS, "both"),
+        default="both",
+        help="core: the rewritten copies of the core modules' tests; http: Tornado's HTTP-layer tests, "
+        "unmodified, under `python -m tornado_lite -m pytest` (default both)",
+    )
+    parser.add_argument(
+        "--modules",
+        default="",
+        help="comma-separated subset of: core " + ",".join(TEST_MODULES) + "; http " + ",".join(HTTP_DISPLAY_ORDER),
+    )
     parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
     parser.add_argument("--test-timeout", type=float, default=20.0, help="seconds one test may take (default 20)")
     parser.add_argument(
@@ -769,11 +1005,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        default=480.0,
-        help="seconds for all test runs together; later modules get what is left (default 480)",
+        default=600.0,
+        help="seconds for all test runs together; later modules get what is left (default 600)",
     )
     parser.add_argument("--work", default=os.path.join(REPO, "compat-work"), help="work directory (gitignored)")
-    parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"))
+    parser.add_argument("--exclusions", default=os.path.join(HERE, "exclusions.txt"), help="the core part's")
+    parser.add_argument("--http-exclusions", default=os.path.join(HERE, "exclusions-http.txt"), help="the http part's")
+    parser.add_argument(
+        "--bridge",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="after the main runs, run the asyncio-excluded tests again with tornado_lite's asyncio bridge "
+        "installed (on Tornado: as they are); auto: if tornado_lite.platform.asyncio exists (default)",
+    )
     parser.add_argument("-k", default="", help="pytest -k expression: run only the matching tests")
     parser.add_argument("--no-api", action="store_true", help="skip the API comparison")
     parser.add_argument("--no-tests", action="store_true", help="only the API comparison")
@@ -781,10 +1025,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", default="", help="also write compat-report.{json,md} here (e.g. docs)")
     args = parser.parse_args(argv)
 
-    modules = [m.strip() for m in args.modules.split(",") if m.strip()] or list(TEST_MODULES)
-    unknown = set(modules) - set(TEST_MODULES)
+    parts = list(PARTS) if args.part == "both" else [args.part]
+    all_modules = {"core": list(TEST_MODULES), "http": list(HTTP_TEST_MODULES)}
+    wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
+    unknown = set(wanted) - set(TEST_MODULES) - set(HTTP_TEST_MODULES)
     if unknown:
         parser.error(f"unknown modules: {sorted(unknown)}")
+    modules = {p: [m for m in all_modules[p] if not wanted or m in wanted] for p in parts}
     pollers = (
         ["default"]
         if args.impl == "tornado"
@@ -797,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": "tornado_lite" if args.impl == "lite" else f"tornado {tornado.version}",
         "tornado": tornado.version,
         "pollers": pollers,
-        "modules": sorted(modules, key=CORE_MODULES.index),
+        "parts": {p: sorted(modules[p], key=lambda m, p=p: module_order(p, m)) for p in parts},
         "adaptations": [why for _p, _r, why in LITE_ADAPTATIONS] if args.impl == "lite" else [],
         "tests": [],
     }
@@ -805,46 +1052,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     exit_code = 0
     if not args.no_tests:
-        excluded = load_exclusions(args.exclusions)
-        tornado_root = prepare_work_dir(args.work, "tornado")
-        expected, expected_excluded = expected_tests(tornado_root, modules, excluded, max(1, args.jobs), args.k)
-        if args.k:
-            modules = [m for m in modules if expected[m]]
-            report["modules"] = sorted(modules, key=CORE_MODULES.index)
-        root = tornado_root if args.impl == "tornado" else prepare_work_dir(args.work, "lite")
-        print(
-            f"compat: {sum(map(len, expected.values()))} runnable tests of Tornado {tornado.version} in "
-            f"{len(modules)} modules ({len(excluded)} excluded), impl={args.impl}, pollers={','.join(pollers)}"
-        )
-        for why in report["adaptations"]:
-            print(f"  adaptation: {why}")
-        deadline = time.monotonic() + args.budget
-        jobs = [(p, m) for p in pollers for m in modules]
-
-        def one(job: tuple[str, str]) -> dict[str, typing.Any]:
-            poller, module = job
-            limit = args.module_timeout or 30.0 + len(expected[module])
-            limit = min(limit, max(5.0, deadline - time.monotonic()))
-            run = run_module_resuming(root, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
-            row = summarize(run, expected[module], expected_excluded[module])
-            print(
-                f"  {module:<10} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
-                f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
-                f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
-                flush=True,
-            )
-            return row
-
-        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            rows = list(pool.map(one, jobs))
-        rows.sort(key=lambda r: (pollers.index(r["poller"]), CORE_MODULES.index(r["module"])))
+        all_rows = run_tests(args, parts, modules, pollers, report)
+        rows = [r for r in all_rows if r["stage"] == "main"]
+        bridge_rows = [r for r in all_rows if r["stage"] == "bridge"]
         report["tests"] = rows
         report["failure_groups"] = failure_groups(rows)
-        print_tables(rows, pollers, args.impl)
+        for part in parts:
+            print_tables([r for r in rows if r["part"] == part], pollers, args.impl, part)
         print_exclusions(rows)
         print_skips(rows)
         print_failures(rows, args.failures)
-        if any(r["failed"] or r["errors"] for r in rows):
+        if bridge_rows:
+            report["bridge"] = bridge_summary(bridge_rows, pollers, args.impl)
+            print_bridge(report["bridge"])
+        if any(r["failed"] or r["errors"] or r["wrong_core"] for r in rows):
+            exit_code = 1
+        # On Tornado every excluded test must pass as it is; on tornado_lite, those the bridge cannot
+        # run are the report's list, not a failure of the run.
+        if args.impl == "tornado" and any(r["failed"] or r["errors"] for r in bridge_rows):
             exit_code = 1
     if not args.no_api:
         api = run_api(args.impl, 300)
@@ -856,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dirs = [args.work]
     if args.report_dir:
         # Only a complete run on tornado_lite is worth publishing next to the README.
-        complete = args.impl == "lite" and len(pollers) == 2 and modules == list(TEST_MODULES)
+        complete = args.impl == "lite" and len(pollers) == 2 and modules == all_modules
         complete = complete and not args.no_tests and not args.no_api and not args.k
         if complete:
             out_dirs.append(os.path.join(REPO, args.report_dir))
@@ -874,6 +1099,96 @@ def main(argv: list[str] | None = None) -> int:
     )
     lock.close()
     return exit_code
+
+
+def run_tests(
+    args: argparse.Namespace,
+    parts: list[str],
+    modules: dict[str, list[str]],
+    pollers: list[str],
+    report: dict[str, typing.Any],
+) -> list[dict[str, typing.Any]]:
+    """Collect each part on real Tornado (what must run), then run every (part, poller, module) job."""
+    jobs_at_once = max(1, args.jobs)
+    runs: dict[str, tuple[Part, dict[str, str], dict[str, set[str]], dict[str, dict[str, str]]]] = {}
+    for name in parts:
+        if name == "core":
+            excluded = load_exclusions(args.exclusions)
+            reference = core_part(prepare_work_dir(args.work, "tornado"), "tornado")
+            part = reference if args.impl == "tornado" else core_part(prepare_work_dir(args.work, "lite"), "lite")
+        else:
+            excluded = load_exclusions(args.http_exclusions)
+            reference = http_part(prepare_in_place_dir(args.work, "tornado"), "tornado")
+            part = reference if args.impl == "tornado" else http_part(prepare_in_place_dir(args.work, "lite"), "lite")
+        expected, expected_excluded = expected_tests(reference, modules[name], excluded, jobs_at_once, args.k)
+        if args.k:
+            modules[name] = [m for m in modules[name] if expected[m]]
+            report["parts"][name] = sorted(modules[name], key=lambda m, n=name: module_order(n, m))
+        runs[name] = (part, excluded, expected, expected_excluded)
+        how = "rewritten copies" if name == "core" else "in place, unmodified"
+        if args.impl == "lite":
+            how += ", under python -m tornado_lite -m pytest"
+        print(
+            f"compat [{name}]: {sum(map(len, expected.values()))} runnable tests of Tornado {report['tornado']} "
+            f"in {len(modules[name])} modules ({len(excluded)} excluded), {how}; impl={args.impl}, "
+            f"pollers={','.join(pollers)}"
+        )
+    for why in report["adaptations"] if "core" in parts else ():
+        print(f"  adaptation (core part): {why}")
+    deadline = time.monotonic() + args.budget
+    # Longest modules first across both parts (the lists are in that order), both pollers of one
+    # module next to each other: a slow module starts early and a partial run covers every module.
+    order = [(p, m) for m in HTTP_TEST_MODULES[:5] for p in parts if m in modules[p]]
+    order += [("core", m) for m in modules.get("core", ())]
+    order += [("http", m) for m in modules.get("http", ()) if ("http", m) not in order]
+    jobs = [(name, "main", poller, module) for name, module in order for poller in pollers]
+    if bridge_stage_wanted(args):
+        # Then the excluded tests, again: on tornado_lite with the asyncio bridge installed (issue 14),
+        # on Tornado as they are (each must pass there, or its exclusion proves nothing).
+        jobs += [
+            (name, "bridge", poller, module) for name, module in order for poller in pollers if runs[name][3][module]
+        ]
+
+    def one(job: tuple[str, str, str, str]) -> dict[str, typing.Any]:
+        name, stage, poller, module = job
+        part, excluded, expected, expected_excluded = runs[name]
+        wanted, left_out = expected[module], expected_excluded[module]
+        if stage == "bridge":
+            part, wanted, left_out = part.for_bridge(), set(left_out), {}
+        limit = args.module_timeout or 30.0 + len(wanted)
+        limit = min(limit, max(5.0, deadline - time.monotonic()))
+        run = run_module_resuming(part, module, poller, excluded, args.test_timeout, limit, keyword=args.k)
+        row = summarize(run, wanted, left_out)
+        row["stage"] = stage
+        check_core_implementation(row, args.impl)
+        label = name if stage == "main" else f"{name}, excluded, " + ("bridge" if part.asyncio_bridge else "as is")
+        print(
+            f"  {label:<4} {module:<17} [{poller}] {row['passed']}/{row['collected'] - row['excluded']} passed, "
+            f"{row['failed']} failed, {row['errors']} errors, {row['skipped']} skipped "
+            f"({row['seconds']}s){'  ' + '; '.join(row['notes']) if row['notes'] else ''}",
+            flush=True,
+        )
+        return row
+
+    with concurrent.futures.ThreadPoolExecutor(jobs_at_once) as pool:
+        rows = list(pool.map(one, jobs))
+
+    def position(r: dict[str, typing.Any]) -> tuple[str, int, int, int]:
+        return (r["stage"], PARTS.index(r["part"]), pollers.index(r["poller"]), module_order(r["part"], r["module"]))
+
+    rows.sort(key=position)
+    return rows
+
+
+def bridge_stage_wanted(args: argparse.Namespace) -> bool:
+    """--bridge auto: whenever this tornado_lite has the asyncio bridge (always for --impl tornado)."""
+    if args.bridge != "auto":
+        return args.bridge == "yes"
+    if args.impl == "tornado":
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec("tornado_lite.platform.asyncio") is not None
 
 
 if __name__ == "__main__":
