@@ -141,6 +141,56 @@ SCENARIOS = [
     Scenario("tls_bulk", "TLS bulk, 4 conns × 64 KiB buffers", [MBS, CPU_MB], server_mode="bulk", tls=True,
              loadgen=["--mode", "bulk", "--conns", "4", "--chunk", "65536", "--window", "262144"]),
 ]
+
+# --------------------------------------------------------------------------------------------
+# HTTP scenarios (issue 13): Tornado's own HTTP layer (web, httpserver, websocket) on each loop.
+# One app file, servers/http_app.py, started three ways: plain (asyncio), through
+# servers/http_uvloop.py, and through `python -m tornado_lite` (install(), then the script).
+# --------------------------------------------------------------------------------------------
+
+HTTP_APP = os.path.join(HERE, "servers", "http_app.py")
+HTTP_UVLOOP = os.path.join(HERE, "servers", "http_uvloop.py")
+HTTP_LOADGEN = os.path.join(HERE, "http_loadgen.py")
+HTTP_STACKS = ("tornado", "tornado-uvloop", "tornado_lite")
+# What the app's LISTENING line must name as its loop's module, so a column never measures the wrong loop.
+HTTP_EXPECTED_LOOP = {"tornado": "asyncio.", "tornado-uvloop": "uvloop", "tornado_lite": "tornado_lite."}
+
+REQS = Metric("reqs_s", "requests/s", True, _per_s("msgs"))
+CPU_REQ = Metric("cpu_us_per_req", "server CPU µs/request", False, _server_cpu_per("msgs", 1e6), 1)
+CPU_WSMSG = Metric("cpu_us_per_msg", "server CPU µs/message", False, _server_cpu_per("msgs", 1e6), 1)
+
+
+class HttpScenario(Scenario):
+    """A scenario against servers/http_app.py, driven by http_loadgen.py (wrk for GETs where it exists)."""
+
+    def __init__(self, key: str, title: str, metrics: typing.List[Metric], mode: str, path: str,
+                 conns: int) -> None:
+        super().__init__(key, title, metrics, server_mode="http",
+                         loadgen=["--mode", mode, "--path", path, "--conns", str(conns)])
+        self.mode = mode
+
+
+HTTP_SCENARIOS = [
+    HttpScenario("http_hello", "HTTP hello world GET, 50 keep-alive conns", [REQS, P50, P99, CPU_REQ],
+                 "get", "/", 50),
+    HttpScenario("http_json", "HTTP async JSON handler GET, 50 keep-alive conns", [REQS, P50, P99, CPU_REQ],
+                 "get", "/json", 50),
+    HttpScenario("ws_echo", "WebSocket echo, 10 conns × 1 message in flight", [MSGS, P50, P99, CPU_WSMSG],
+                 "ws", "/ws", 10),
+]
+SCENARIOS += HTTP_SCENARIOS
+HTTP_TARGETS = [
+    ("HTTP hello world: requests/s ≥ 1.5× Tornado", "http_hello", "reqs_s", ">=", 1.5),
+    ("WebSocket echo: msgs/s ≥ 2× Tornado", "ws_echo", "msgs_s", ">=", 2.0),
+]
+
+
+def http_server_command(stack: str) -> typing.List[str]:
+    """How a Tornado user would start the app on each stack."""
+    return {"tornado": [sys.executable, HTTP_APP],
+            "tornado-uvloop": [sys.executable, HTTP_UVLOOP, HTTP_APP],
+            "tornado_lite": [sys.executable, "-m", "tornado_lite", HTTP_APP]}[stack]
+
 MICRO_BENCHMARKS = [
     ("add_callback", "add_callback, callbacks/s"),
     ("call_later_cancel", "call_later + cancel, timers/s"),
@@ -436,7 +486,150 @@ def rotated(items: typing.List[str], k: int) -> typing.List[str]:
 # --------------------------------------------------------------------------------------------
 
 
-class Bench:
+class HttpServer(Server):
+    """servers/http_app.py on one stack; checks that its LISTENING line names the stack's loop."""
+
+    def launch(self) -> "Server":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(http_server_command(self.stack), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_pin(self.cpu), cwd=ROOT)
+        _children.append(self.proc)
+        return self
+
+    def wait_ready(self) -> bool:
+        assert self.proc is not None
+        line = _readline(self.proc, 30)
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "LISTENING":
+            if parts[2].startswith(HTTP_EXPECTED_LOOP[self.stack]):
+                self.port = int(parts[1])
+                return True
+            self.error = f"runs on the wrong loop ({parts[2]})"
+        else:
+            self.error = f"server did not start ({line or 'no output'}; {self.log_hint()})"
+        self.stop()
+        return False
+
+
+class HttpBench:
+    """The Bench methods of the HTTP scenarios (a mixin: Bench's set-up, outputs and bookkeeping are shared)."""
+
+    cfg: Config
+    args: argparse.Namespace
+    stacks: typing.List[str]
+    scenarios: typing.List[Scenario]
+    results: typing.Dict[str, typing.Any]
+    notes: typing.List[str]
+    logdir: str
+    server_cpu: typing.Optional[int]
+    client_cpu: typing.Optional[int]
+
+    def http_stacks(self) -> typing.List[str]:
+        return [s for s in self.stacks if s in HTTP_STACKS and self.results["stacks"][s].get("http")]
+
+    def check_http_stacks(self) -> None:
+        """Can each stack import the app (for tornado_lite: does `python -m tornado_lite` map Tornado's core)?"""
+        checks = {s: subprocess.Popen(http_server_command(s) + ["--check"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                  for s in self.stacks if s in HTTP_STACKS}
+        for stack, p in checks.items():
+            try:
+                stdout, stderr = p.communicate(timeout=60)
+                out = stdout.strip().splitlines() or stderr.strip().splitlines() or [f"exit {p.returncode}"]
+                line = out[-1]
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                line = "import timed out"
+            entry = self.results["stacks"][stack]
+            ok = line.startswith("IMPORT-OK ") and (stack != "tornado_lite" or "tornado_lite" in line)
+            entry["http"] = ok
+            if not ok:
+                entry["http_reason"] = ("import failed: " + line) if not line.startswith("IMPORT-OK") else (
+                    "Tornado's IOLoop is not tornado_lite's: " + line)
+        want = self.args.http_loadgen
+        self.http_wrk = shutil.which("wrk") if want == "wrk" or (want == "auto" and not self.cfg.quick) else None
+        if want == "wrk" and not self.http_wrk:
+            self.notes.append("HTTP GET rows: wrk was asked for but is not installed; the Python generator ran")
+        how = ("wrk (1 thread)" if self.http_wrk else
+               "benchmarks/http_loadgen.py" + (" (quick run)" if self.cfg.quick else " (wrk is not installed)"))
+        self.notes.append(f"HTTP GET rows: load generator {how}; WebSocket rows: benchmarks/http_loadgen.py. "
+                          "The app is benchmarks/servers/http_app.py, the same file on every stack "
+                          "(tornado_lite: `python -m tornado_lite benchmarks/servers/http_app.py`).")
+
+    def http_steps(self) -> int:
+        return len(self.http_stacks()) * (1 + self.cfg.runs)
+
+    def run_http_loadgen(self, args: typing.List[str], timeout: float) -> Run:
+        cmd = [sys.executable, HTTP_LOADGEN] + args
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_pin(self.client_cpu), cwd=ROOT)
+        _children.append(p)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            return {"error": f"load generator timed out after {timeout:.0f} s"}
+        finally:
+            _children.remove(p)
+        return _parse_result(out, err, p.returncode)
+
+    def run_http_scenario(self, sc: HttpScenario, progress: "Progress") -> typing.Dict[str, typing.Any]:
+        cfg = self.cfg
+        out: typing.Dict[str, typing.Any] = {s: {"na": "no HTTP server: not Tornado", "runs": []}
+                                             for s in self.stacks if s not in HTTP_STACKS}
+        wrk = ["--wrk", self.http_wrk] if sc.mode == "get" and self.http_wrk else []
+        servers: typing.Dict[str, HttpServer] = {}
+        try:
+            launched = [typing.cast(HttpServer, HttpServer(stack, "http", None, self.server_cpu, self.logdir,
+                                                           sc.key).launch())
+                        for stack in self.http_stacks()]
+            for srv in launched:
+                if srv.wait_ready():
+                    servers[srv.stack] = srv
+                else:
+                    out[srv.stack] = {"error": srv.error, "runs": []}
+            for stack, srv in servers.items():
+                progress.step(sc.title, f"{LABELS[stack]} warm-up")
+                self.run_http_loadgen(sc.loadgen + wrk + ["--port", str(srv.port), "--warmup", "0", "--duration",
+                                                          str(cfg.first_warmup), "--max-time", "60"], timeout=90)
+                out[stack] = {"runs": []}
+            for i in range(cfg.runs):
+                for stack in rotated(list(servers), i):
+                    progress.step(sc.title, f"{LABELS[stack]} run {i + 1}/{cfg.runs}")
+                    srv = servers[stack]
+                    if not srv.alive():
+                        out[stack].setdefault("error", f"server exited ({srv.log_hint()})")
+                        continue
+                    max_time = cfg.warmup + cfg.duration + 30
+                    r = self.run_http_loadgen(sc.loadgen + wrk + [
+                        "--port", str(srv.port), "--warmup", str(cfg.warmup), "--duration", str(cfg.duration),
+                        "--max-time", str(max_time), "--server-pid", str(srv.pid)], timeout=max_time + 15)
+                    if "error" in r:
+                        r["log"] = srv.log_hint()
+                    out[stack]["runs"].append(r)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        for stack, entry in out.items():
+            if "na" in entry:
+                continue
+            good = [r for r in entry["runs"] if "error" not in r]
+            bad = [f"{r['error']} ({r['log']})" if "log" in r else r["error"] for r in entry["runs"] if "error" in r]
+            if bad:
+                entry["run_errors"] = bad
+                if not good:
+                    entry.setdefault("error", bad[0])
+            entry["metrics"] = self.metrics_of(sc, good)
+            entry["loadgen_impl"] = "wrk" if wrk else "python"
+        return out
+
+    def metrics_of(self, sc: Scenario, runs: typing.List[Run]) -> typing.Dict[str, typing.Any]:
+        raise NotImplementedError  # Bench's
+
+
+class Bench(HttpBench):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.cfg = Config(args)
@@ -511,7 +704,9 @@ class Bench:
         total = 0
         n_server = sum(self.available(s) for s in self.stacks)
         for sc in self.scenarios:
-            if sc.key == "memory":
+            if isinstance(sc, HttpScenario):
+                total += self.http_steps()
+            elif sc.key == "memory":
                 total += n_server * self.cfg.memory_runs
             else:
                 total += n_server * (1 + self.cfg.runs)
@@ -658,13 +853,17 @@ class Bench:
             sys.stderr.write("no stack could be imported; nothing to measure\n")
         self.lg = LoadGen(os.path.join(self.out, "build"), self.args.loadgen)
         certs = self.make_certs() if any(s.tls for s in self.scenarios) else None
+        if any(isinstance(sc, HttpScenario) for sc in self.scenarios):
+            self.check_http_stacks()
         progress = Progress(self.total_steps())
         started = datetime.datetime.now(datetime.timezone.utc)
         stall0, t0 = cpu_stall_us(), time.monotonic()
         for sc in self.scenarios:
             if sc.tls and not certs:
                 continue
-            if sc.key == "memory":
+            if isinstance(sc, HttpScenario):
+                self.results["scenarios"][sc.key] = self.run_http_scenario(sc, progress)
+            elif sc.key == "memory":
                 self.results["scenarios"][sc.key] = self.run_memory(sc, progress)
             else:
                 self.results["scenarios"][sc.key] = self.run_load_scenario(sc, certs, progress)
@@ -778,6 +977,7 @@ class Bench:
             ("Server CPU per accepted connection ≤ 0.6× Tornado", "connrate", "cpu_us_per_conn", "<=", 0.6),
             ("Memory per idle connection ≤ 0.4× Tornado", "memory", "kib_per_conn", "<=", 0.4),
         ]
+        specs += HTTP_TARGETS
         out = []
         for title, scenario, metric, op, bound in specs:
             ratio = _ratio(self.median(scenario, "tornado_lite", metric), self.median(scenario, BASELINE, metric))
@@ -789,6 +989,8 @@ class Bench:
         # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
         for rival in ("tornado-uvloop", "asyncio-streams"):
             for sc in self.scenarios:
+                if isinstance(sc, HttpScenario) and rival not in HTTP_STACKS:
+                    continue
                 m = sc.primary
                 ratio = _ratio(self.median(sc.key, "tornado_lite", m.key), self.median(sc.key, rival, m.key))
                 t = {"target": f"Ahead of {LABELS[rival]}: {sc.title} ({m.title})", "key": f"{sc.key}.{m.key}",
@@ -867,8 +1069,9 @@ def render_markdown(bench: Bench) -> str:
         for j, m in enumerate(sc.metrics):
             cells = []
             for stack in stacks:
-                na = _stack_unavailable(bench, stack)
                 entry = res.get(stack, {})
+                na = _stack_unavailable(bench, stack, "http" if isinstance(sc, HttpScenario) else "server")
+                na = f"n/a ({entry['na']})" if "na" in entry else na
                 if na:
                     cells.append(na if j == 0 else "")
                 elif entry.get("error") and not entry.get("metrics", {}).get(m.key):
@@ -1010,6 +1213,8 @@ def parse_args(argv: typing.Optional[typing.List[str]] = None) -> argparse.Names
     p.add_argument("--duration", type=float, default=0, help="seconds per measured run")
     p.add_argument("--memory-conns", type=int, default=0)
     p.add_argument("--loadgen", choices=["auto", "python"], default="auto")
+    p.add_argument("--http-loadgen", choices=["auto", "wrk", "python"], default="auto",
+                   help="HTTP GET rows: auto = wrk if installed (Python in --quick: wrk counts whole seconds)")
     p.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to cores")
     p.add_argument("--skip-micro", action="store_true")
     p.add_argument("--no-chart", action="store_true")
