@@ -1,8 +1,12 @@
 """tornado_lite: Tornado's networking core on its own event loop, with no asyncio underneath.
 
 Change ``import tornado.X`` to ``import tornado_lite.X``; the names, signatures and observable
-behaviour are Tornado 6's.  Submodules are imported lazily so that ``import tornado_lite`` stays
-cheap and ``tornado_lite.ioloop`` works after a bare ``import tornado_lite``.
+behaviour are Tornado 6's.  Or call ``tornado_lite.install()`` before anything imports ``tornado``
+(or run ``python -m tornado_lite app.py``): then ``import tornado.X`` gives tornado_lite's module X,
+and Tornado's own HTTP layer (``tornado.web``, ``websocket`` ...) runs on it unchanged.
+
+Submodules are imported lazily so that ``import tornado_lite`` stays cheap and
+``tornado_lite.ioloop`` works after a bare ``import tornado_lite``.
 """
 
 import importlib
@@ -30,6 +34,14 @@ _SUBMODULES = frozenset(
         "util",
     ]
 )
+
+
+def install() -> None:
+    """Maps ``tornado.X`` to ``tornado_lite.X`` for every core module; see ``tornado_lite._install``."""
+    # Imported here so that ``import tornado_lite`` stays cheap: the machinery is needed only on request.
+    from tornado_lite._install import install as _install
+
+    _install()
 
 
 def __getattr__(name: str) -> typing.Any:

@@ -16,8 +16,10 @@ a test makes that test fail with the exception, unless an ``ExpectLog`` swallowe
 "Exception in callback" record.  Tornado 6 only logs such exceptions; a test that expects them
 already wraps them in ``ExpectLog``, so it behaves the same here.
 
-``AsyncHTTPTestCase`` and ``AsyncHTTPSTestCase`` belong to Tornado's HTTP layer, which tornado_lite
-does not provide; asking for them raises an ``AttributeError`` that says so.
+``AsyncHTTPTestCase`` and ``AsyncHTTPSTestCase`` (an HTTP(S) server and client per test) use
+Tornado's own HTTP layer, running on tornado_lite through ``tornado_lite.install()``.  They are built
+on first access (``from tornado_lite.testing import AsyncHTTPTestCase``), which calls ``install()``;
+without a supported Tornado installed, that access fails with an ``ImportError`` naming the fix.
 
 This module must never be imported by library code, and must never run a loop other than the one
 the test case owns.
@@ -522,15 +524,139 @@ def main(**kwargs: Any) -> None:
         unittest.main(defaultTest="all", argv=argv, **kwargs)
 
 
-_HTTP_LAYER = frozenset(["AsyncHTTPTestCase", "AsyncHTTPSTestCase"])
+# -- the HTTP layer's test cases ----------------------------------------------------------------------
+#
+# Tornado's HTTP server and client are the real Tornado's, run on tornado_lite via install().  Imports of
+# tornado.* and of tornado_lite._install happen inside the methods: install sits above this layer, and the
+# core must never need Tornado when nobody asks for HTTP.
+
+
+def _http_layer() -> None:
+    from tornado_lite._install import http_layer  # lazy: install is the layer above (see above)
+
+    http_layer()
+
+
+class _AsyncHTTPTestCase(AsyncTestCase):
+    """A test case with an HTTP server on 127.0.0.1 serving ``get_app()`` and a client to reach it.
+
+    Subclasses override ``get_app()`` (a ``tornado.web.Application`` or any ``HTTPServer``
+    callback).  ``self.fetch(path)`` fetches from the server and returns the response (errors are
+    responses unless ``raise_error=True``); ``self.http_client`` and ``self.http_server`` are there
+    for anything else.  The server gets a new unused port per test (``get_http_port()``).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        _http_layer()
+        sock, port = bind_unused_port()
+        self.__port = port
+        self.http_client = self.get_http_client()
+        self._app = self.get_app()
+        self.http_server = self.get_http_server()
+        self.http_server.add_sockets([sock])
+
+    def get_http_client(self) -> Any:
+        """The client for this test: ``AsyncHTTPClient()`` (the loop's shared instance)."""
+        from tornado.httpclient import AsyncHTTPClient
+
+        return AsyncHTTPClient()
+
+    def get_http_server(self) -> Any:
+        """The server for this test: ``HTTPServer(app, **get_httpserver_options())``."""
+        from tornado.httpserver import HTTPServer
+
+        return HTTPServer(self._app, **self.get_httpserver_options())
+
+    def get_app(self) -> Any:
+        """Must be overridden: the application (or ``HTTPServer`` callback) under test."""
+        raise NotImplementedError()
+
+    def fetch(self, path: str, raise_error: bool = False, **kwargs: Any) -> Any:
+        """Fetches ``path`` (or an absolute URL) from the test server, running the loop until done.
+
+        With ``raise_error=False`` (the default) a non-200 answer is returned, not raised; other
+        errors (a refused connection, a timeout) are raised.  Keyword arguments go to
+        ``AsyncHTTPClient.fetch``.
+        """
+        if path.lower().startswith(("http://", "https://")):
+            url = path
+        else:
+            url = self.get_url(path)
+        return self.io_loop.run_sync(
+            lambda: self.http_client.fetch(url, raise_error=raise_error, **kwargs),
+            timeout=get_async_test_timeout(),
+        )
+
+    def get_httpserver_options(self) -> dict:
+        """Keyword arguments for the ``HTTPServer`` (none by default)."""
+        return {}
+
+    def get_http_port(self) -> int:
+        """The port the test server listens on."""
+        return self.__port
+
+    def get_protocol(self) -> str:
+        return "http"
+
+    def get_url(self, path: str) -> str:
+        """The absolute URL of ``path`` on the test server."""
+        return f"{self.get_protocol()}://127.0.0.1:{self.get_http_port()}{path}"
+
+    def tearDown(self) -> None:
+        self.http_server.stop()
+        self.io_loop.run_sync(self.http_server.close_all_connections, timeout=get_async_test_timeout())
+        self.http_client.close()
+        del self.http_server
+        del self._app
+        super().tearDown()
+
+
+class _AsyncHTTPSTestCase(_AsyncHTTPTestCase):
+    """``AsyncHTTPTestCase`` over TLS, with Tornado's test certificate and a non-validating client."""
+
+    def get_http_client(self) -> Any:
+        from tornado.httpclient import AsyncHTTPClient
+
+        return AsyncHTTPClient(force_instance=True, defaults=dict(validate_cert=False))
+
+    def get_httpserver_options(self) -> dict:
+        return dict(ssl_options=self.get_ssl_options())
+
+    def get_ssl_options(self) -> dict:
+        """The server's ``ssl_options``: ``default_ssl_options()`` unless overridden."""
+        return _AsyncHTTPSTestCase.default_ssl_options()
+
+    @staticmethod
+    def default_ssl_options() -> dict:
+        """Tornado's test certificate and key (for ``foo.example.com``), shipped in ``tornado/test``."""
+        _http_layer()
+        import tornado
+
+        module_dir = os.path.dirname(tornado.__file__)
+        return dict(
+            certfile=os.path.join(module_dir, "test", "test.crt"),
+            keyfile=os.path.join(module_dir, "test", "test.key"),
+        )
+
+    def get_protocol(self) -> str:
+        return "https"
+
+
+for _cls, _name in ((_AsyncHTTPTestCase, "AsyncHTTPTestCase"), (_AsyncHTTPSTestCase, "AsyncHTTPSTestCase")):
+    _cls.__name__ = _cls.__qualname__ = _name
+del _cls, _name
+
+_HTTP_TEST_CASES = {"AsyncHTTPTestCase": _AsyncHTTPTestCase, "AsyncHTTPSTestCase": _AsyncHTTPSTestCase}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HTTP_LAYER:
-        raise AttributeError(
-            f"tornado_lite.testing has no {name}: it belongs to Tornado's HTTP layer "
-            "(httpserver/httpclient/web), which tornado_lite does not provide"
-        )
+    # Handed out only when asked for, after install(): the HTTP layer then is Tornado's on our core,
+    # and a missing or unsupported Tornado is reported here, with the fix.
+    case = _HTTP_TEST_CASES.get(name)
+    if case is not None:
+        _http_layer()
+        return case
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -373,6 +373,10 @@ def _websocket_mask(mask: bytes, data: bytes) -> bytes:
     return value.to_bytes(len(data), "big")
 
 
+# Tornado names its pure-Python version separately from the (possibly C) one; its tests use both.
+_websocket_mask_python = _websocket_mask
+
+
 def doctests() -> unittest.TestSuite:
     """Return a unittest suite of this module's doctests (Tornado's test runner calls this)."""
     import doctest  # lazy: only the test runner needs it
