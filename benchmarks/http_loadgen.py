@@ -208,7 +208,7 @@ class LoadGen:
             if not measuring and now - t_warm >= a.warmup:
                 measuring = True
                 cpu0, scpu0, t_measure = self_cpu(), server_cpu(a.server_pid), time.monotonic()
-            elif measuring and now - t_measure >= a.duration:
+            elif measuring and (now - t_measure >= a.duration or (a.requests and self.msgs >= a.requests)):
                 t_end, cpu1, scpu1 = time.monotonic(), self_cpu(), server_cpu(a.server_pid)
                 break
         if not t_end:
@@ -286,6 +286,8 @@ def parse_args(argv: typing.Optional[typing.List[str]] = None) -> argparse.Names
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--max-time", type=float, default=60.0)
     p.add_argument("--server-pid", type=int, default=0)
+    p.add_argument("--requests", type=int, default=0,
+                   help="stop after this many answers in the measured window (or --duration, if sooner)")
     p.add_argument("--wrk", help="get: run this wrk binary instead of the Python loop")
     return p.parse_args(argv)
 

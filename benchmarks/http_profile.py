@@ -45,7 +45,7 @@ STDLIB = os.path.dirname(os.__file__)
 # -- the server side: the app with a profiler switched by signals ------------------------------------
 
 
-def serve(stack: str, stats_path: str) -> None:
+def serve(stack: str, stats_path: str, profile: bool = True) -> None:
     if stack == "tornado_lite":
         import tornado_lite
 
@@ -56,6 +56,10 @@ def serve(stack: str, stats_path: str) -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if not profile:  # under callgrind: the app alone
+        sys.argv = [HTTP_APP]
+        runpy.run_path(HTTP_APP, run_name="__main__")
+        return
     profiler = cProfile.Profile(time.process_time)
 
     def start(signum: int, frame: typing.Any) -> None:
@@ -190,11 +194,52 @@ def report(stats_path: str, units: int, unit: str, top: int) -> str:
     return "\n".join(lines)
 
 
+# -- callgrind: instructions per request, deterministic where timings on a shared machine are not ---------
+
+
+def callgrind_instructions(args: argparse.Namespace) -> typing.Tuple[float, int]:
+    """(user-space instructions per request, requests): the server under callgrind, counters zeroed
+    after a warm-up, then --requests answers from the Python generator, then a dump."""
+    out = f"/tmp/http_callgrind.{os.getpid()}.out"
+    server = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+                               sys.executable, __file__, "--serve", "--no-profiler", "--stack", args.stack],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        port = read_port(server, timeout=600)
+        base = [sys.executable, HTTP_LOADGEN, "--mode", args.mode, "--path", args.path, "--port", str(port),
+                "--conns", str(args.conns), "--warmup", "0", "--duration", "600", "--max-time", "900"]
+        subprocess.run(base + ["--requests", str(max(100, args.requests // 5))], capture_output=True, timeout=900)
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, timeout=120)
+        import json
+
+        r = json.loads(subprocess.run(base + ["--requests", str(args.requests)], capture_output=True, text=True,
+                                      timeout=900).stdout.strip().splitlines()[-1])
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True, timeout=120)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+    dumps = sorted(f for f in os.listdir("/tmp") if f.startswith(os.path.basename(out)) and f != os.path.basename(out))
+    total = 0
+    for name in dumps[-1:]:
+        with open(os.path.join("/tmp", name)) as f:
+            for line in f:
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    total = int(line.split()[1])
+    for name in os.listdir("/tmp"):
+        if name.startswith(os.path.basename(out)):
+            os.unlink(os.path.join("/tmp", name))
+    return total / max(1, r["msgs"]), r["msgs"]
+
+
 # -- the driver -------------------------------------------------------------------------------------
 
 
-def read_port(p: subprocess.Popen) -> int:
+def read_port(p: subprocess.Popen, timeout: float = 60) -> int:
     assert p.stdout is not None
+    import select
+
+    if not select.select([p.stdout], [], [], timeout)[0]:
+        raise SystemExit("server did not start in time")
     line = p.stdout.readline().decode().split()
     if len(line) < 2 or line[0] != "LISTENING":
         raise SystemExit(f"server did not start: {line}")
@@ -222,11 +267,20 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--stats", help="keep the pstats file here")
     p.add_argument("--python-loadgen", action="store_true")
+    p.add_argument("--callgrind", action="store_true",
+                   help="instead of cProfile: user-space instructions per request under valgrind's callgrind")
+    p.add_argument("--requests", type=int, default=2000, help="--callgrind: answers counted")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-profiler", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     stats_path = args.stats or f"/tmp/http_profile.{os.getpid()}.prof"
     if args.serve:
-        serve(args.stack, stats_path)
+        serve(args.stack, stats_path, profile=not args.no_profiler)
+        return 0
+    if args.callgrind:
+        per, n = callgrind_instructions(args)
+        print(f"{args.stack}, {args.mode} {args.path}, {args.conns} conns: {per:,.0f} instructions per "
+              f"{'request' if args.mode == 'get' else 'message'} (callgrind, {n} counted after a warm-up)")
         return 0
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--stack", args.stack, "--stats", stats_path],
                               stdout=subprocess.PIPE, cwd=ROOT)
