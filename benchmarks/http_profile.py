@@ -231,6 +231,35 @@ def callgrind_instructions(args: argparse.Namespace) -> typing.Tuple[float, int]
     return total / max(1, r["msgs"]), r["msgs"]
 
 
+# -- user / system CPU split -----------------------------------------------------------------------
+
+
+def user_sys_seconds(pid: int) -> typing.Tuple[float, float]:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
+
+
+def cpu_split(args: argparse.Namespace) -> str:
+    """Server user and system CPU per request over --seconds of load, the app without a profiler."""
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--no-profiler", "--stack", args.stack],
+                              stdout=subprocess.PIPE, cwd=ROOT)
+    try:
+        port = read_port(server)
+        drive(args, port, server.pid, 1.0)
+        u0, s0 = user_sys_seconds(server.pid)
+        r = drive(args, port, server.pid, args.seconds)
+        u1, s1 = user_sys_seconds(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    n = max(1, r.get("msgs", 0))
+    return (f"{args.stack}, {args.mode} {args.path}: {n} answers; server CPU per answer: user "
+            f"{(u1 - u0) / n * 1e6:.1f} µs, system {(s1 - s0) / n * 1e6:.1f} µs (clock ticks of 10 ms: "
+            f"run a few seconds)")
+
+
 # -- the driver -------------------------------------------------------------------------------------
 
 
@@ -270,12 +299,17 @@ def main() -> int:
     p.add_argument("--callgrind", action="store_true",
                    help="instead of cProfile: user-space instructions per request under valgrind's callgrind")
     p.add_argument("--requests", type=int, default=2000, help="--callgrind: answers counted")
+    p.add_argument("--cpu-split", action="store_true",
+                   help="instead of cProfile: the server's user and system CPU per answer, no profiler")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-profiler", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     stats_path = args.stats or f"/tmp/http_profile.{os.getpid()}.prof"
     if args.serve:
         serve(args.stack, stats_path, profile=not args.no_profiler)
+        return 0
+    if args.cpu_split:
+        print(cpu_split(args))
         return 0
     if args.callgrind:
         per, n = callgrind_instructions(args)
