@@ -151,6 +151,7 @@ SCENARIOS = [
 HTTP_APP = os.path.join(HERE, "servers", "http_app.py")
 HTTP_UVLOOP = os.path.join(HERE, "servers", "http_uvloop.py")
 HTTP_LOADGEN = os.path.join(HERE, "http_loadgen.py")
+WS_CLIENT_C = os.path.join(HERE, "wsload.c")
 HTTP_STACKS = ("tornado", "tornado-uvloop", "tornado_lite")
 # What the app's LISTENING line must name as its loop's module, so a column never measures the wrong loop.
 HTTP_EXPECTED_LOOP = {"tornado": "asyncio.", "tornado-uvloop": "uvloop", "tornado_lite": "tornado_lite."}
@@ -553,15 +554,29 @@ class HttpBench:
             self.notes.append("HTTP GET rows: wrk was asked for but is not installed; the Python generator ran")
         how = ("wrk (1 thread)" if self.http_wrk else
                "benchmarks/http_loadgen.py" + (" (quick run)" if self.cfg.quick else " (wrk is not installed)"))
-        self.notes.append(f"HTTP GET rows: load generator {how}; WebSocket rows: benchmarks/http_loadgen.py. "
+        self.ws_client = self.build_ws_client()
+        ws_how = "benchmarks/wsload.c (C)" if self.ws_client else "benchmarks/http_loadgen.py (Python)"
+        self.notes.append(f"HTTP GET rows: load generator {how}; WebSocket rows: {ws_how}. "
                           "The app is benchmarks/servers/http_app.py, the same file on every stack "
                           "(tornado_lite: `python -m tornado_lite benchmarks/servers/http_app.py`).")
+
+    def build_ws_client(self) -> typing.Optional[str]:
+        """benchmarks/wsload.c compiled into the output's build directory, or None (Python client then)."""
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if not cc or self.args.loadgen == "python":
+            return None
+        build = os.path.join(os.path.abspath(self.args.out), "build")
+        os.makedirs(build, exist_ok=True)
+        exe = os.path.join(build, "wsload")
+        r = subprocess.run([cc, "-O2", "-o", exe, WS_CLIENT_C], capture_output=True, text=True, timeout=120)
+        return exe if r.returncode == 0 else None
 
     def http_steps(self) -> int:
         return len(self.http_stacks()) * (1 + self.cfg.runs)
 
     def run_http_loadgen(self, args: typing.List[str], timeout: float) -> Run:
-        cmd = [sys.executable, HTTP_LOADGEN] + args
+        ws_c = self.ws_client if args[:2] == ["--mode", "ws"] else None
+        cmd = ([ws_c] if ws_c else [sys.executable, HTTP_LOADGEN]) + args
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              preexec_fn=_pin(self.client_cpu), cwd=ROOT)
         _children.append(p)
@@ -622,7 +637,7 @@ class HttpBench:
                 if not good:
                     entry.setdefault("error", bad[0])
             entry["metrics"] = self.metrics_of(sc, good)
-            entry["loadgen_impl"] = "wrk" if wrk else "python"
+            entry["loadgen_impl"] = "wrk" if wrk else ("c" if sc.mode == "ws" and self.ws_client else "python")
         return out
 
     def metrics_of(self, sc: Scenario, runs: typing.List[Run]) -> typing.Dict[str, typing.Any]:
