@@ -48,6 +48,29 @@ def _set_loop_lookup(lookup: Callable[[], Any]) -> None:
     _current_loop = lookup
 
 
+# -- hooks for the opt-in asyncio bridge (tornado_lite.platform.asyncio); unused until it installs ---------
+# The class a cancelled future raises.  The bridge replaces it with a subclass of both this and
+# asyncio.CancelledError, so either ``except`` catches a cancellation.  Read only when a cancellation is
+# raised, never on the success path.
+_cancelled_error_class: type = CancelledError
+# Maps a future's tornado_lite loop to the loop ``get_loop()`` reports (the bridge's asyncio loop).
+_loop_for_asyncio: Optional[Callable[[Any], Any]] = None
+
+
+def _new_cancelled_error() -> BaseException:
+    """A fresh cancellation exception of the class in force (see ``_set_asyncio_hooks``)."""
+    return _cancelled_error_class()
+
+
+def _set_asyncio_hooks(cancelled_error_class: type, loop_for_asyncio: Callable[[Any], Any]) -> None:
+    """Called by the asyncio bridge's ``install()``: what a cancellation raises, and what get_loop() says."""
+    global _cancelled_error_class, _loop_for_asyncio
+    if not issubclass(cancelled_error_class, CancelledError):
+        raise TypeError("the cancellation class must derive from concurrent.futures.CancelledError")
+    _cancelled_error_class = cancelled_error_class
+    _loop_for_asyncio = loop_for_asyncio
+
+
 class _UnretrievedException:
     """Logs an exception that was set on a future and never looked at.
 
@@ -127,7 +150,7 @@ class Future(typing.Generic[_T]):
                 # failed future read this way would wait for the cyclic GC (with everything it holds).
                 self = exc = None  # type: ignore[assignment]
         if self._state == _CANCELLED:
-            raise CancelledError()
+            raise _cancelled_error_class()
         raise InvalidStateError("Result is not ready.")
 
     def exception(self) -> Optional[BaseException]:
@@ -137,20 +160,41 @@ class Future(typing.Generic[_T]):
                 self._logger = None
             return self._exception
         if self._state == _CANCELLED:
-            raise CancelledError()
+            raise _cancelled_error_class()
         raise InvalidStateError("Exception is not set.")
 
     def _retrieve_failure(self) -> BaseException:
         """What ``result()`` would raise for this failed or cancelled future, marked as retrieved."""
         if self._state == _CANCELLED:
-            return CancelledError()
+            return _cancelled_error_class()
         if self._logger is not None:
             self._logger.exc = None
             self._logger = None
         return self._exception  # type: ignore[return-value]
 
     def get_loop(self) -> Any:
-        return self._loop
+        loop = self._loop
+        hook = _loop_for_asyncio
+        if hook is None:
+            return loop
+        # Bridge installed: asyncio's tasks compare this with their own (asyncio) loop.
+        return hook(loop if loop is not None else _current_loop())
+
+    # -- asyncio interop (read only by asyncio code, once the bridge is installed) -----------------------
+
+    @property
+    def _asyncio_future_blocking(self) -> bool:
+        # asyncio's Task reads this on whatever a coroutine yields: true means "a future to wait on".  Our
+        # __await__ yields only a future that must be waited on (gen.moment included: one pass).
+        return True
+
+    @_asyncio_future_blocking.setter
+    def _asyncio_future_blocking(self, value: bool) -> None:
+        pass  # asyncio's Task resets it after each yield; we keep no state for it
+
+    def _make_cancelled_error(self) -> BaseException:
+        """What asyncio's gather() and friends call on a cancelled future for its exception."""
+        return _cancelled_error_class()
 
     # -- resolving --------------------------------------------------------------------------------
 

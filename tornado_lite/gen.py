@@ -18,6 +18,7 @@ import collections
 import contextvars
 import datetime
 import functools
+import itertools
 import sys
 import types
 import typing
@@ -34,6 +35,7 @@ from tornado_lite.concurrent import (
     _PENDING,
     CancelledError,
     Future,
+    _new_cancelled_error,
     chain_future,
     future_add_done_callback,
     future_set_exc_info,
@@ -101,6 +103,16 @@ _null_future: Future = Future()
 _null_future.set_result(None)
 
 
+# What ends a task as cancelled (rather than failed) when its coroutine raises it.  The asyncio bridge adds
+# asyncio.CancelledError at install (_set_cancellation_types); looked up only when a coroutine raises.
+_cancellation_types: Tuple[Type[BaseException], ...] = (CancelledError,)
+
+
+def _set_cancellation_types(types_: Tuple[Type[BaseException], ...]) -> None:
+    global _cancellation_types
+    _cancellation_types = tuple(types_)
+
+
 class _Task(Future):
     """Drives one coroutine (native or generator) on the loop; its own result is the coroutine's."""
 
@@ -161,7 +173,7 @@ class _Task(Future):
                 try:
                     if self._must_cancel:
                         self._must_cancel = False
-                        yielded = run(coro.throw, CancelledError())
+                        yielded = run(coro.throw, _new_cancelled_error())
                     elif error is not None:
                         exc, error = error, None
                         yielded = run(coro.throw, exc)
@@ -180,7 +192,7 @@ class _Task(Future):
                 except Return as ret:
                     self._finish(ret.value)
                     return
-                except CancelledError:
+                except _cancellation_types:
                     self._coro = None
                     Future.cancel(self)
                     return
@@ -240,6 +252,43 @@ class _Task(Future):
             self._cancel_requests -= 1
         return self._cancel_requests
 
+    # -- asyncio.Task's names, for code written against asyncio (asyncio.current_task() can return a
+    # _Task once the asyncio bridge is installed).  Nothing in tornado_lite calls them.
+
+    def get_name(self) -> str:
+        name = self.__dict__.get("_name")
+        if name is None:
+            name = self.__dict__["_name"] = f"Task-{next(_task_names)}"
+        return name
+
+    def set_name(self, value: Any) -> None:
+        self.__dict__["_name"] = str(value)
+
+    def get_coro(self) -> Any:
+        return self._coro
+
+    def get_context(self) -> contextvars.Context:
+        return self._context
+
+    def get_stack(self, *, limit: Optional[int] = None) -> List[types.FrameType]:
+        """The suspended coroutine's frames, outermost first (asyncio's Task.get_stack, pending tasks)."""
+        frames: List[types.FrameType] = []
+        coro = self._coro
+        while coro is not None and (limit is None or len(frames) < limit):
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(frame)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return frames
+
+    def print_stack(self, *, limit: Optional[int] = None, file: Any = None) -> None:
+        import traceback  # diagnostics only
+
+        print(f"Stack for {self!r} (most recent call last):", file=file or sys.stderr)
+        for frame in self.get_stack(limit=limit):
+            traceback.print_stack(frame, limit=1, file=file or sys.stderr)
+
     def _finish(self, value: Any) -> None:
         self._coro = None
         if self._must_cancel:
@@ -251,6 +300,10 @@ class _Task(Future):
     def _after_one_pass(self) -> None:
         loop = IOLoop.current()
         loop.add_callback(self._step)
+
+
+# Task names are numbered on first request only (get_name), so unnamed tasks cost nothing.
+_task_names = itertools.count(1)
 
 
 def current_task(loop: Optional[IOLoop] = None) -> "Optional[_Task]":
