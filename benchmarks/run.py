@@ -151,6 +151,7 @@ SCENARIOS = [
 HTTP_APP = os.path.join(HERE, "servers", "http_app.py")
 HTTP_UVLOOP = os.path.join(HERE, "servers", "http_uvloop.py")
 HTTP_LOADGEN = os.path.join(HERE, "http_loadgen.py")
+HTTP_BRIDGE = os.path.join(HERE, "servers", "http_bridge.py")
 WS_CLIENT_C = os.path.join(HERE, "wsload.c")
 HTTP_STACKS = ("tornado", "tornado-uvloop", "tornado_lite")
 # What the app's LISTENING line must name as its loop's module, so a column never measures the wrong loop.
@@ -162,13 +163,30 @@ CPU_WSMSG = Metric("cpu_us_per_msg", "server CPU µs/message", False, _server_cp
 
 
 class HttpScenario(Scenario):
-    """A scenario against servers/http_app.py, driven by http_loadgen.py (wrk for GETs where it exists)."""
+    """A scenario against servers/http_app.py, driven by http_loadgen.py (wrk for GETs where it exists).
+
+    bridge: the tornado_lite column runs with the asyncio bridge installed (servers/http_bridge.py).
+    """
+
+    columns = HTTP_STACKS
 
     def __init__(self, key: str, title: str, metrics: typing.List[Metric], mode: str, path: str,
-                 conns: int) -> None:
+                 conns: int, bridge: bool = False) -> None:
         super().__init__(key, title, metrics, server_mode="http",
                          loadgen=["--mode", mode, "--path", path, "--conns", str(conns)])
-        self.mode = mode
+        self.mode, self.bridge = mode, bridge
+
+
+class BridgeEchoScenario(HttpScenario):
+    """An echo row of the suite again, with tornado_lite's echo server started with the asyncio bridge
+    installed (issue 14: a program that does not use asyncio must not pay for the bridge), next to
+    Tornado on asyncio.  Run by the HTTP block's driver; the load generator is the echo rows' own."""
+
+    columns = ("tornado", "tornado_lite")
+
+    def __init__(self, key: str, title: str, metrics: typing.List[Metric], loadgen: typing.List[str]) -> None:
+        Scenario.__init__(self, key, title, metrics, server_mode="line", loadgen=loadgen)
+        self.mode, self.bridge = "echo", True
 
 
 HTTP_SCENARIOS = [
@@ -178,6 +196,14 @@ HTTP_SCENARIOS = [
                  "get", "/json", 50),
     HttpScenario("ws_echo", "WebSocket echo, 10 conns × 1 message in flight", [MSGS, P50, P99, CPU_WSMSG],
                  "ws", "/ws", 10),
+    # Issue 14: asyncio code in a handler (tornado_lite: with the asyncio bridge), and echo rows with the
+    # bridge installed but unused, to compare with the same rows above.
+    HttpScenario("ws_asyncio_sleep", "WebSocket echo, `await asyncio.sleep(0)` per message (tornado_lite: bridge)",
+                 [MSGS, P50, P99, CPU_WSMSG], "ws", "/ws-asleep", 10, bridge=True),
+    BridgeEchoScenario("pingpong_100_bridge", "Ping-pong, 100 connections (tornado_lite: bridge installed)",
+                       [MSGS, P50, P99, CPU_MSG], ["--mode", "pingpong", "--conns", "100"]),
+    BridgeEchoScenario("pipelined_bridge", "Pipelined, 100 conns × 16 lines (tornado_lite: bridge installed)",
+                       [MSGS, P50, P99, CPU_MSG], ["--mode", "pipeline", "--conns", "100", "--depth", "16"]),
 ]
 SCENARIOS += HTTP_SCENARIOS
 HTTP_TARGETS = [
@@ -186,8 +212,10 @@ HTTP_TARGETS = [
 ]
 
 
-def http_server_command(stack: str) -> typing.List[str]:
+def http_server_command(stack: str, bridge: bool = False) -> typing.List[str]:
     """How a Tornado user would start the app on each stack."""
+    if stack == "tornado_lite" and bridge:
+        return [sys.executable, HTTP_BRIDGE, HTTP_APP]
     return {"tornado": [sys.executable, HTTP_APP],
             "tornado-uvloop": [sys.executable, HTTP_UVLOOP, HTTP_APP],
             "tornado_lite": [sys.executable, "-m", "tornado_lite", HTTP_APP]}[stack]
@@ -492,7 +520,8 @@ class HttpServer(Server):
 
     def launch(self) -> "Server":
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(http_server_command(self.stack), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(http_server_command(self.stack, self.mode == "http-bridge"),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_pin(self.cpu), cwd=ROOT)
         _children.append(self.proc)
         return self
@@ -512,6 +541,18 @@ class HttpServer(Server):
         return False
 
 
+class BridgeEchoServer(Server):
+    """servers/echo_server.py --stack tornado_lite, started with the asyncio bridge installed."""
+
+    def launch(self) -> "Server":
+        self.log = open(self.log_path, "ab")
+        cmd = [sys.executable, HTTP_BRIDGE, ECHO_SERVER, "--stack", "tornado_lite", "--mode", self.mode]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+                                     preexec_fn=_pin(self.cpu), cwd=ROOT)
+        _children.append(self.proc)
+        return self
+
+
 class HttpBench:
     """The Bench methods of the HTTP scenarios (a mixin: Bench's set-up, outputs and bookkeeping are shared)."""
 
@@ -525,8 +566,21 @@ class HttpBench:
     server_cpu: typing.Optional[int]
     client_cpu: typing.Optional[int]
 
-    def http_stacks(self) -> typing.List[str]:
-        return [s for s in self.stacks if s in HTTP_STACKS and self.results["stacks"][s].get("http")]
+    lg: "LoadGen"
+
+    def availability_key(self, sc: Scenario, stack: str) -> str:
+        """Which check says whether `stack` can run scenario `sc` (results["stacks"][stack][key])."""
+        if isinstance(sc, BridgeEchoScenario):
+            return "bridge" if stack == "tornado_lite" else "server"
+        if isinstance(sc, HttpScenario):
+            return "bridge" if sc.bridge and stack == "tornado_lite" else "http"
+        return "server"
+
+    def http_stacks(self, sc: typing.Optional[Scenario] = None) -> typing.List[str]:
+        sc = sc or HTTP_SCENARIOS[0]
+        columns = getattr(sc, "columns", HTTP_STACKS)
+        return [s for s in self.stacks
+                if s in columns and self.results["stacks"][s].get(self.availability_key(sc, s))]
 
     def check_http_stacks(self) -> None:
         """Can each stack import the app (for tornado_lite: does `python -m tornado_lite` map Tornado's core)?"""
@@ -548,6 +602,14 @@ class HttpBench:
             if not ok:
                 entry["http_reason"] = ("import failed: " + line) if not line.startswith("IMPORT-OK") else (
                     "Tornado's IOLoop is not tornado_lite's: " + line)
+        if "tornado_lite" in self.stacks:  # the asyncio bridge (issue 14), for the bridge rows
+            p = subprocess.run(http_server_command("tornado_lite", bridge=True) + ["--check"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=60)
+            line = (p.stdout.strip().splitlines() or p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+            entry = self.results["stacks"]["tornado_lite"]
+            entry["bridge"] = line.startswith("IMPORT-OK ")
+            if not entry["bridge"]:
+                entry["bridge_reason"] = "asyncio bridge: " + line
         want = self.args.http_loadgen
         self.http_wrk = shutil.which("wrk") if want == "wrk" or (want == "auto" and not self.cfg.quick) else None
         if want == "wrk" and not self.http_wrk:
@@ -571,8 +633,8 @@ class HttpBench:
         r = subprocess.run([cc, "-O2", "-o", exe, WS_CLIENT_C], capture_output=True, text=True, timeout=120)
         return exe if r.returncode == 0 else None
 
-    def http_steps(self) -> int:
-        return len(self.http_stacks()) * (1 + self.cfg.runs)
+    def http_steps(self, sc: Scenario) -> int:
+        return len(self.http_stacks(sc)) * (1 + self.cfg.runs)
 
     def run_http_loadgen(self, args: typing.List[str], timeout: float) -> Run:
         ws_c = self.ws_client if args[:2] == ["--mode", "ws"] else None
@@ -592,14 +654,27 @@ class HttpBench:
 
     def run_http_scenario(self, sc: HttpScenario, progress: "Progress") -> typing.Dict[str, typing.Any]:
         cfg = self.cfg
-        out: typing.Dict[str, typing.Any] = {s: {"na": "no HTTP server: not Tornado", "runs": []}
-                                             for s in self.stacks if s not in HTTP_STACKS}
+        echo = isinstance(sc, BridgeEchoScenario)
+        why_not = "see the row without the bridge" if echo else "no HTTP server: not Tornado"
+        out: typing.Dict[str, typing.Any] = {s: {"na": why_not, "runs": []}
+                                             for s in self.stacks if s not in sc.columns}
         wrk = ["--wrk", self.http_wrk] if sc.mode == "get" and self.http_wrk else []
-        servers: typing.Dict[str, HttpServer] = {}
+        servers: typing.Dict[str, Server] = {}
+
+        def make_server(stack: str) -> Server:
+            if echo:
+                cls = BridgeEchoServer if stack == "tornado_lite" else Server
+                return cls(stack, sc.server_mode, None, self.server_cpu, self.logdir, sc.key)
+            mode = "http-bridge" if sc.bridge else "http"
+            return HttpServer(stack, mode, None, self.server_cpu, self.logdir, sc.key)
+
+        def run_lg(args: typing.List[str], timeout: float) -> Run:
+            if echo:
+                return self.lg.run(args, False, self.client_cpu, timeout)
+            return self.run_http_loadgen(args, timeout)
+
         try:
-            launched = [typing.cast(HttpServer, HttpServer(stack, "http", None, self.server_cpu, self.logdir,
-                                                           sc.key).launch())
-                        for stack in self.http_stacks()]
+            launched = [make_server(stack).launch() for stack in self.http_stacks(sc)]
             for srv in launched:
                 if srv.wait_ready():
                     servers[srv.stack] = srv
@@ -607,8 +682,8 @@ class HttpBench:
                     out[srv.stack] = {"error": srv.error, "runs": []}
             for stack, srv in servers.items():
                 progress.step(sc.title, f"{LABELS[stack]} warm-up")
-                self.run_http_loadgen(sc.loadgen + wrk + ["--port", str(srv.port), "--warmup", "0", "--duration",
-                                                          str(cfg.first_warmup), "--max-time", "60"], timeout=90)
+                run_lg(sc.loadgen + wrk + ["--port", str(srv.port), "--warmup", "0", "--duration",
+                                           str(cfg.first_warmup), "--max-time", "60"], timeout=90)
                 out[stack] = {"runs": []}
             for i in range(cfg.runs):
                 for stack in rotated(list(servers), i):
@@ -618,7 +693,7 @@ class HttpBench:
                         out[stack].setdefault("error", f"server exited ({srv.log_hint()})")
                         continue
                     max_time = cfg.warmup + cfg.duration + 30
-                    r = self.run_http_loadgen(sc.loadgen + wrk + [
+                    r = run_lg(sc.loadgen + wrk + [
                         "--port", str(srv.port), "--warmup", str(cfg.warmup), "--duration", str(cfg.duration),
                         "--max-time", str(max_time), "--server-pid", str(srv.pid)], timeout=max_time + 15)
                     if "error" in r:
@@ -637,7 +712,10 @@ class HttpBench:
                 if not good:
                     entry.setdefault("error", bad[0])
             entry["metrics"] = self.metrics_of(sc, good)
-            entry["loadgen_impl"] = "wrk" if wrk else ("c" if sc.mode == "ws" and self.ws_client else "python")
+            if echo:
+                entry["loadgen_impl"] = self.lg.impl(False)
+            else:
+                entry["loadgen_impl"] = "wrk" if wrk else ("c" if sc.mode == "ws" and self.ws_client else "python")
         return out
 
     def metrics_of(self, sc: Scenario, runs: typing.List[Run]) -> typing.Dict[str, typing.Any]:
@@ -720,7 +798,7 @@ class Bench(HttpBench):
         n_server = sum(self.available(s) for s in self.stacks)
         for sc in self.scenarios:
             if isinstance(sc, HttpScenario):
-                total += self.http_steps()
+                total += self.http_steps(sc)
             elif sc.key == "memory":
                 total += n_server * self.cfg.memory_runs
             else:
@@ -1004,7 +1082,7 @@ class Bench(HttpBench):
         # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
         for rival in ("tornado-uvloop", "asyncio-streams"):
             for sc in self.scenarios:
-                if isinstance(sc, HttpScenario) and rival not in HTTP_STACKS:
+                if isinstance(sc, HttpScenario) and rival not in sc.columns:
                     continue
                 m = sc.primary
                 ratio = _ratio(self.median(sc.key, "tornado_lite", m.key), self.median(sc.key, rival, m.key))
@@ -1085,7 +1163,7 @@ def render_markdown(bench: Bench) -> str:
             cells = []
             for stack in stacks:
                 entry = res.get(stack, {})
-                na = _stack_unavailable(bench, stack, "http" if isinstance(sc, HttpScenario) else "server")
+                na = _stack_unavailable(bench, stack, bench.availability_key(sc, stack))
                 na = f"n/a ({entry['na']})" if "na" in entry else na
                 if na:
                     cells.append(na if j == 0 else "")

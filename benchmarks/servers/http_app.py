@@ -10,6 +10,8 @@ Routes (all answers are small, so the figures are per-request overhead, not byte
   GET /json    an ``async`` handler that awaits a coroutine (which yields once through ``gen.sleep(0)``)
                and writes a dict (Tornado serialises it as JSON)
   /ws          WebSocket echo: every message is written back as it came
+  /ws-asleep   the same echo from an ``async def on_message`` that first awaits ``asyncio.sleep(0)``
+               (issue 14: asyncio code in a handler; on tornado_lite it needs the asyncio bridge)
 
 It binds 127.0.0.1 on an ephemeral port with a listen backlog of 1024 (as the echo server does), prints
 ``LISTENING <port> <module of the running IOLoop class>`` (the driver checks that the tornado_lite column
@@ -22,6 +24,7 @@ in it, the launcher picks the loop.
 """
 
 import argparse
+import asyncio
 import typing
 
 import tornado.gen
@@ -57,8 +60,15 @@ class EchoWebSocket(tornado.websocket.WebSocketHandler):
         self.write_message(message, binary=isinstance(message, bytes))
 
 
+class AsyncioSleepEchoWebSocket(tornado.websocket.WebSocketHandler):
+    async def on_message(self, message: typing.Union[str, bytes]) -> None:
+        await asyncio.sleep(0)
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
 def make_app() -> tornado.web.Application:
-    return tornado.web.Application([(r"/", HelloHandler), (r"/json", JsonHandler), (r"/ws", EchoWebSocket)])
+    return tornado.web.Application([(r"/", HelloHandler), (r"/json", JsonHandler), (r"/ws", EchoWebSocket),
+                                    (r"/ws-asleep", AsyncioSleepEchoWebSocket)])
 
 
 def loop_module() -> str:
