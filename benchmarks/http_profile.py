@@ -46,9 +46,13 @@ STDLIB = os.path.dirname(os.__file__)
 
 
 def serve(stack: str, stats_path: str, profile: bool = True) -> None:
-    if stack == "tornado_lite":
+    if stack.startswith("tornado_lite"):
         import tornado_lite
 
+        if stack == "tornado_lite-bridge":  # issue 14's asyncio bridge, installed first as http_bridge.py does
+            import tornado_lite.platform.asyncio
+
+            tornado_lite.platform.asyncio.install()
         tornado_lite.install()
     elif stack == "tornado-uvloop":
         import asyncio
@@ -288,7 +292,7 @@ def drive(args: argparse.Namespace, port: int, pid: int, seconds: float) -> dict
 
 def main() -> int:
     p = argparse.ArgumentParser(description="cProfile of the HTTP benchmark app under load, by layer")
-    p.add_argument("--stack", default="tornado_lite", choices=["tornado_lite", "tornado", "tornado-uvloop"])
+    p.add_argument("--stack", default="tornado_lite", choices=["tornado_lite", "tornado_lite-bridge", "tornado", "tornado-uvloop"])
     p.add_argument("--mode", default="get", choices=["get", "ws"])
     p.add_argument("--path", default="/")
     p.add_argument("--conns", type=int, default=50)
