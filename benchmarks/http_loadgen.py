@@ -6,7 +6,8 @@
 ``get``: every connection sends ``GET path`` (HTTP/1.1, keep-alive), reads the whole answer (status 200
 and ``Content-Length`` bytes of body), sends the next: one request in flight per connection.  The suite
 uses wrk instead (``--wrk PATH``: this script then runs wrk and reports its figures in the same JSON),
-and this loop only where wrk is missing and in ``--quick`` runs (wrk counts whole seconds).  ``ws``: every connection upgrades to a WebSocket, then sends a 64-byte text message and
+and this loop only where wrk is missing and in ``--quick`` runs (wrk counts whole seconds).
+``ws``: every connection upgrades to a WebSocket, then sends a 64-byte text message and
 waits for it to come back, again and again (one message in flight per connection); it is the WebSocket
 rows' generator on every run.
 

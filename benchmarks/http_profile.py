@@ -189,10 +189,11 @@ def report(stats_path: str, units: int, unit: str, top: int) -> str:
     charged = charged_layers(stats)
     per = 1e6 / max(1, units)
     lines = [f"Profiled CPU: {total:.3f} s for {units} {unit}s = {total * per:.0f} µs/{unit} under cProfile", "",
-             f"| layer | own code (C calls in their caller's) | with the stdlib code it calls |", "|---|---|---|"]
+             "| layer | own code (C calls in their caller's) | with the stdlib code it calls |", "|---|---|---|"]
     for name in sorted(set(own) | set(charged), key=lambda n: -charged.get(n, 0.0)):
-        lines.append(f"| {name} | {own.get(name, 0.0) / total * 100:.0f}% | {charged.get(name, 0.0) / total * 100:.0f}% |")
-    lines += ["", "| module (C calls counted in their caller's) | share | µs/" + unit + " (profiled) |", "|---|---|---|"]
+        own_pct, charged_pct = own.get(name, 0.0) / total * 100, charged.get(name, 0.0) / total * 100
+        lines.append(f"| {name} | {own_pct:.0f}% | {charged_pct:.0f}% |")
+    lines += ["", f"| module (C calls counted in their caller's) | share | µs/{unit} (profiled) |", "|---|---|---|"]
     for name, t in sorted(buckets.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"| {name} | {t / total * 100:.1f}% | {t * per:.1f} |")
     return "\n".join(lines)
@@ -292,7 +293,8 @@ def drive(args: argparse.Namespace, port: int, pid: int, seconds: float) -> dict
 
 def main() -> int:
     p = argparse.ArgumentParser(description="cProfile of the HTTP benchmark app under load, by layer")
-    p.add_argument("--stack", default="tornado_lite", choices=["tornado_lite", "tornado_lite-bridge", "tornado", "tornado-uvloop"])
+    p.add_argument("--stack", default="tornado_lite",
+                   choices=["tornado_lite", "tornado_lite-bridge", "tornado", "tornado-uvloop"])
     p.add_argument("--mode", default="get", choices=["get", "ws"])
     p.add_argument("--path", default="/")
     p.add_argument("--conns", type=int, default=50)

@@ -702,7 +702,7 @@ class HttpBench:
         finally:
             for srv in servers.values():
                 srv.stop()
-        for stack, entry in out.items():
+        for entry in out.values():
             if "na" in entry:
                 continue
             good = [r for r in entry["runs"] if "error" not in r]
