@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test test-epoll test-selectors lint compat bench bench-quick soak clean
+.PHONY: test test-epoll test-selectors lint compat bench bench-quick bench-wrk soak clean
 
 $(STAMP): setup.cfg setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,7 +69,17 @@ $(BENCH_STAMP): setup.cfg setup.py benchmarks/requirements.txt
 	$(BENCH_PY) -m pip install -q -r benchmarks/requirements.txt -e .
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+# The HTTP rows' load generator: wrk, from the system's packages when it is missing and we may install it
+# (root with apt-get); otherwise run.py falls back to benchmarks/http_loadgen.py and says so in its notes.
+bench-wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk (apt-get) for the HTTP benchmarks"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null 2>&1 \
+	      || echo "could not install wrk: the HTTP rows use benchmarks/http_loadgen.py"; \
+	  else echo "wrk is not installed (apt-get install wrk): the HTTP rows use benchmarks/http_loadgen.py"; fi; }
+
+bench: $(BENCH_STAMP) bench-wrk
 	$(BENCH_PY) benchmarks/run.py $(BENCH_ARGS)
 
 bench-quick: $(BENCH_STAMP)

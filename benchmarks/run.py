@@ -141,6 +141,85 @@ SCENARIOS = [
     Scenario("tls_bulk", "TLS bulk, 4 conns × 64 KiB buffers", [MBS, CPU_MB], server_mode="bulk", tls=True,
              loadgen=["--mode", "bulk", "--conns", "4", "--chunk", "65536", "--window", "262144"]),
 ]
+
+# --------------------------------------------------------------------------------------------
+# HTTP scenarios (issue 13): Tornado's own HTTP layer (web, httpserver, websocket) on each loop.
+# One app file, servers/http_app.py, started three ways: plain (asyncio), through
+# servers/http_uvloop.py, and through `python -m tornado_lite` (install(), then the script).
+# --------------------------------------------------------------------------------------------
+
+HTTP_APP = os.path.join(HERE, "servers", "http_app.py")
+HTTP_UVLOOP = os.path.join(HERE, "servers", "http_uvloop.py")
+HTTP_LOADGEN = os.path.join(HERE, "http_loadgen.py")
+HTTP_BRIDGE = os.path.join(HERE, "servers", "http_bridge.py")
+WS_CLIENT_C = os.path.join(HERE, "wsload.c")
+HTTP_STACKS = ("tornado", "tornado-uvloop", "tornado_lite")
+# What the app's LISTENING line must name as its loop's module, so a column never measures the wrong loop.
+HTTP_EXPECTED_LOOP = {"tornado": "asyncio.", "tornado-uvloop": "uvloop", "tornado_lite": "tornado_lite."}
+
+REQS = Metric("reqs_s", "requests/s", True, _per_s("msgs"))
+CPU_REQ = Metric("cpu_us_per_req", "server CPU µs/request", False, _server_cpu_per("msgs", 1e6), 1)
+CPU_WSMSG = Metric("cpu_us_per_msg", "server CPU µs/message", False, _server_cpu_per("msgs", 1e6), 1)
+
+
+class HttpScenario(Scenario):
+    """A scenario against servers/http_app.py, driven by http_loadgen.py (wrk for GETs where it exists).
+
+    bridge: the tornado_lite column runs with the asyncio bridge installed (servers/http_bridge.py).
+    """
+
+    columns = HTTP_STACKS
+
+    def __init__(self, key: str, title: str, metrics: typing.List[Metric], mode: str, path: str,
+                 conns: int, bridge: bool = False) -> None:
+        super().__init__(key, title, metrics, server_mode="http",
+                         loadgen=["--mode", mode, "--path", path, "--conns", str(conns)])
+        self.mode, self.bridge = mode, bridge
+
+
+class BridgeEchoScenario(HttpScenario):
+    """An echo row of the suite again, with tornado_lite's echo server started with the asyncio bridge
+    installed (issue 14: a program that does not use asyncio must not pay for the bridge), next to
+    Tornado on asyncio.  Run by the HTTP block's driver; the load generator is the echo rows' own."""
+
+    columns = ("tornado", "tornado_lite")
+
+    def __init__(self, key: str, title: str, metrics: typing.List[Metric], loadgen: typing.List[str]) -> None:
+        Scenario.__init__(self, key, title, metrics, server_mode="line", loadgen=loadgen)
+        self.mode, self.bridge = "echo", True
+
+
+HTTP_SCENARIOS = [
+    HttpScenario("http_hello", "HTTP hello world GET, 50 keep-alive conns", [REQS, P50, P99, CPU_REQ],
+                 "get", "/", 50),
+    HttpScenario("http_json", "HTTP async JSON handler GET, 50 keep-alive conns", [REQS, P50, P99, CPU_REQ],
+                 "get", "/json", 50),
+    HttpScenario("ws_echo", "WebSocket echo, 10 conns × 1 message in flight", [MSGS, P50, P99, CPU_WSMSG],
+                 "ws", "/ws", 10),
+    # Issue 14: asyncio code in a handler (tornado_lite: with the asyncio bridge), and echo rows with the
+    # bridge installed but unused, to compare with the same rows above.
+    HttpScenario("ws_asyncio_sleep", "WebSocket echo, `await asyncio.sleep(0)` per message (tornado_lite: bridge)",
+                 [MSGS, P50, P99, CPU_WSMSG], "ws", "/ws-asleep", 10, bridge=True),
+    BridgeEchoScenario("pingpong_100_bridge", "Ping-pong, 100 connections (tornado_lite: bridge installed)",
+                       [MSGS, P50, P99, CPU_MSG], ["--mode", "pingpong", "--conns", "100"]),
+    BridgeEchoScenario("pipelined_bridge", "Pipelined, 100 conns × 16 lines (tornado_lite: bridge installed)",
+                       [MSGS, P50, P99, CPU_MSG], ["--mode", "pipeline", "--conns", "100", "--depth", "16"]),
+]
+SCENARIOS += HTTP_SCENARIOS
+HTTP_TARGETS = [
+    ("HTTP hello world: requests/s ≥ 1.5× Tornado", "http_hello", "reqs_s", ">=", 1.5),
+    ("WebSocket echo: msgs/s ≥ 2× Tornado", "ws_echo", "msgs_s", ">=", 2.0),
+]
+
+
+def http_server_command(stack: str, bridge: bool = False) -> typing.List[str]:
+    """How a Tornado user would start the app on each stack."""
+    if stack == "tornado_lite" and bridge:
+        return [sys.executable, HTTP_BRIDGE, HTTP_APP]
+    return {"tornado": [sys.executable, HTTP_APP],
+            "tornado-uvloop": [sys.executable, HTTP_UVLOOP, HTTP_APP],
+            "tornado_lite": [sys.executable, "-m", "tornado_lite", HTTP_APP]}[stack]
+
 MICRO_BENCHMARKS = [
     ("add_callback", "add_callback, callbacks/s"),
     ("call_later_cancel", "call_later + cancel, timers/s"),
@@ -436,7 +515,214 @@ def rotated(items: typing.List[str], k: int) -> typing.List[str]:
 # --------------------------------------------------------------------------------------------
 
 
-class Bench:
+class HttpServer(Server):
+    """servers/http_app.py on one stack; checks that its LISTENING line names the stack's loop."""
+
+    def launch(self) -> "Server":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(http_server_command(self.stack, self.mode == "http-bridge"),
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_pin(self.cpu), cwd=ROOT)
+        _children.append(self.proc)
+        return self
+
+    def wait_ready(self) -> bool:
+        assert self.proc is not None
+        line = _readline(self.proc, 30)
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "LISTENING":
+            if parts[2].startswith(HTTP_EXPECTED_LOOP[self.stack]):
+                self.port = int(parts[1])
+                return True
+            self.error = f"runs on the wrong loop ({parts[2]})"
+        else:
+            self.error = f"server did not start ({line or 'no output'}; {self.log_hint()})"
+        self.stop()
+        return False
+
+
+class BridgeEchoServer(Server):
+    """servers/echo_server.py --stack tornado_lite, started with the asyncio bridge installed."""
+
+    def launch(self) -> "Server":
+        self.log = open(self.log_path, "ab")
+        cmd = [sys.executable, HTTP_BRIDGE, ECHO_SERVER, "--stack", "tornado_lite", "--mode", self.mode]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+                                     preexec_fn=_pin(self.cpu), cwd=ROOT)
+        _children.append(self.proc)
+        return self
+
+
+class HttpBench:
+    """The Bench methods of the HTTP scenarios (a mixin: Bench's set-up, outputs and bookkeeping are shared)."""
+
+    cfg: Config
+    args: argparse.Namespace
+    stacks: typing.List[str]
+    scenarios: typing.List[Scenario]
+    results: typing.Dict[str, typing.Any]
+    notes: typing.List[str]
+    logdir: str
+    server_cpu: typing.Optional[int]
+    client_cpu: typing.Optional[int]
+
+    lg: "LoadGen"
+
+    def availability_key(self, sc: Scenario, stack: str) -> str:
+        """Which check says whether `stack` can run scenario `sc` (results["stacks"][stack][key])."""
+        if isinstance(sc, BridgeEchoScenario):
+            return "bridge" if stack == "tornado_lite" else "server"
+        if isinstance(sc, HttpScenario):
+            return "bridge" if sc.bridge and stack == "tornado_lite" else "http"
+        return "server"
+
+    def http_stacks(self, sc: typing.Optional[Scenario] = None) -> typing.List[str]:
+        sc = sc or HTTP_SCENARIOS[0]
+        columns = getattr(sc, "columns", HTTP_STACKS)
+        return [s for s in self.stacks
+                if s in columns and self.results["stacks"][s].get(self.availability_key(sc, s))]
+
+    def check_http_stacks(self) -> None:
+        """Can each stack import the app (for tornado_lite: does `python -m tornado_lite` map Tornado's core)?"""
+        checks = {s: subprocess.Popen(http_server_command(s) + ["--check"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                  for s in self.stacks if s in HTTP_STACKS}
+        for stack, p in checks.items():
+            try:
+                stdout, stderr = p.communicate(timeout=60)
+                out = stdout.strip().splitlines() or stderr.strip().splitlines() or [f"exit {p.returncode}"]
+                line = out[-1]
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                line = "import timed out"
+            entry = self.results["stacks"][stack]
+            ok = line.startswith("IMPORT-OK ") and (stack != "tornado_lite" or "tornado_lite" in line)
+            entry["http"] = ok
+            if not ok:
+                entry["http_reason"] = ("import failed: " + line) if not line.startswith("IMPORT-OK") else (
+                    "Tornado's IOLoop is not tornado_lite's: " + line)
+        if "tornado_lite" in self.stacks:  # the asyncio bridge (issue 14), for the bridge rows
+            p = subprocess.run(http_server_command("tornado_lite", bridge=True) + ["--check"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=60)
+            line = (p.stdout.strip().splitlines() or p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+            entry = self.results["stacks"]["tornado_lite"]
+            entry["bridge"] = line.startswith("IMPORT-OK ")
+            if not entry["bridge"]:
+                entry["bridge_reason"] = "asyncio bridge: " + line
+        want = self.args.http_loadgen
+        self.http_wrk = shutil.which("wrk") if want == "wrk" or (want == "auto" and not self.cfg.quick) else None
+        if want == "wrk" and not self.http_wrk:
+            self.notes.append("HTTP GET rows: wrk was asked for but is not installed; the Python generator ran")
+        how = ("wrk (1 thread)" if self.http_wrk else
+               "benchmarks/http_loadgen.py" + (" (quick run)" if self.cfg.quick else " (wrk is not installed)"))
+        self.ws_client = self.build_ws_client()
+        ws_how = "benchmarks/wsload.c (C)" if self.ws_client else "benchmarks/http_loadgen.py (Python)"
+        self.notes.append(f"HTTP GET rows: load generator {how}; WebSocket rows: {ws_how}. "
+                          "The app is benchmarks/servers/http_app.py, the same file on every stack "
+                          "(tornado_lite: `python -m tornado_lite benchmarks/servers/http_app.py`).")
+
+    def build_ws_client(self) -> typing.Optional[str]:
+        """benchmarks/wsload.c compiled into the output's build directory, or None (Python client then)."""
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if not cc or self.args.loadgen == "python":
+            return None
+        build = os.path.join(os.path.abspath(self.args.out), "build")
+        os.makedirs(build, exist_ok=True)
+        exe = os.path.join(build, "wsload")
+        r = subprocess.run([cc, "-O2", "-o", exe, WS_CLIENT_C], capture_output=True, text=True, timeout=120)
+        return exe if r.returncode == 0 else None
+
+    def http_steps(self, sc: Scenario) -> int:
+        return len(self.http_stacks(sc)) * (1 + self.cfg.runs)
+
+    def run_http_loadgen(self, args: typing.List[str], timeout: float) -> Run:
+        ws_c = self.ws_client if args[:2] == ["--mode", "ws"] else None
+        cmd = ([ws_c] if ws_c else [sys.executable, HTTP_LOADGEN]) + args
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_pin(self.client_cpu), cwd=ROOT)
+        _children.append(p)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            return {"error": f"load generator timed out after {timeout:.0f} s"}
+        finally:
+            _children.remove(p)
+        return _parse_result(out, err, p.returncode)
+
+    def run_http_scenario(self, sc: HttpScenario, progress: "Progress") -> typing.Dict[str, typing.Any]:
+        cfg = self.cfg
+        echo = isinstance(sc, BridgeEchoScenario)
+        why_not = "see the row without the bridge" if echo else "no HTTP server: not Tornado"
+        out: typing.Dict[str, typing.Any] = {s: {"na": why_not, "runs": []}
+                                             for s in self.stacks if s not in sc.columns}
+        wrk = ["--wrk", self.http_wrk] if sc.mode == "get" and self.http_wrk else []
+        servers: typing.Dict[str, Server] = {}
+
+        def make_server(stack: str) -> Server:
+            if echo:
+                cls = BridgeEchoServer if stack == "tornado_lite" else Server
+                return cls(stack, sc.server_mode, None, self.server_cpu, self.logdir, sc.key)
+            mode = "http-bridge" if sc.bridge else "http"
+            return HttpServer(stack, mode, None, self.server_cpu, self.logdir, sc.key)
+
+        def run_lg(args: typing.List[str], timeout: float) -> Run:
+            if echo:
+                return self.lg.run(args, False, self.client_cpu, timeout)
+            return self.run_http_loadgen(args, timeout)
+
+        try:
+            launched = [make_server(stack).launch() for stack in self.http_stacks(sc)]
+            for srv in launched:
+                if srv.wait_ready():
+                    servers[srv.stack] = srv
+                else:
+                    out[srv.stack] = {"error": srv.error, "runs": []}
+            for stack, srv in servers.items():
+                progress.step(sc.title, f"{LABELS[stack]} warm-up")
+                run_lg(sc.loadgen + wrk + ["--port", str(srv.port), "--warmup", "0", "--duration",
+                                           str(cfg.first_warmup), "--max-time", "60"], timeout=90)
+                out[stack] = {"runs": []}
+            for i in range(cfg.runs):
+                for stack in rotated(list(servers), i):
+                    progress.step(sc.title, f"{LABELS[stack]} run {i + 1}/{cfg.runs}")
+                    srv = servers[stack]
+                    if not srv.alive():
+                        out[stack].setdefault("error", f"server exited ({srv.log_hint()})")
+                        continue
+                    max_time = cfg.warmup + cfg.duration + 30
+                    r = run_lg(sc.loadgen + wrk + [
+                        "--port", str(srv.port), "--warmup", str(cfg.warmup), "--duration", str(cfg.duration),
+                        "--max-time", str(max_time), "--server-pid", str(srv.pid)], timeout=max_time + 15)
+                    if "error" in r:
+                        r["log"] = srv.log_hint()
+                    out[stack]["runs"].append(r)
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        for entry in out.values():
+            if "na" in entry:
+                continue
+            good = [r for r in entry["runs"] if "error" not in r]
+            bad = [f"{r['error']} ({r['log']})" if "log" in r else r["error"] for r in entry["runs"] if "error" in r]
+            if bad:
+                entry["run_errors"] = bad
+                if not good:
+                    entry.setdefault("error", bad[0])
+            entry["metrics"] = self.metrics_of(sc, good)
+            if echo:
+                entry["loadgen_impl"] = self.lg.impl(False)
+            else:
+                entry["loadgen_impl"] = "wrk" if wrk else ("c" if sc.mode == "ws" and self.ws_client else "python")
+        return out
+
+    def metrics_of(self, sc: Scenario, runs: typing.List[Run]) -> typing.Dict[str, typing.Any]:
+        raise NotImplementedError  # Bench's
+
+
+class Bench(HttpBench):
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.cfg = Config(args)
@@ -511,7 +797,9 @@ class Bench:
         total = 0
         n_server = sum(self.available(s) for s in self.stacks)
         for sc in self.scenarios:
-            if sc.key == "memory":
+            if isinstance(sc, HttpScenario):
+                total += self.http_steps(sc)
+            elif sc.key == "memory":
                 total += n_server * self.cfg.memory_runs
             else:
                 total += n_server * (1 + self.cfg.runs)
@@ -658,13 +946,17 @@ class Bench:
             sys.stderr.write("no stack could be imported; nothing to measure\n")
         self.lg = LoadGen(os.path.join(self.out, "build"), self.args.loadgen)
         certs = self.make_certs() if any(s.tls for s in self.scenarios) else None
+        if any(isinstance(sc, HttpScenario) for sc in self.scenarios):
+            self.check_http_stacks()
         progress = Progress(self.total_steps())
         started = datetime.datetime.now(datetime.timezone.utc)
         stall0, t0 = cpu_stall_us(), time.monotonic()
         for sc in self.scenarios:
             if sc.tls and not certs:
                 continue
-            if sc.key == "memory":
+            if isinstance(sc, HttpScenario):
+                self.results["scenarios"][sc.key] = self.run_http_scenario(sc, progress)
+            elif sc.key == "memory":
                 self.results["scenarios"][sc.key] = self.run_memory(sc, progress)
             else:
                 self.results["scenarios"][sc.key] = self.run_load_scenario(sc, certs, progress)
@@ -778,6 +1070,7 @@ class Bench:
             ("Server CPU per accepted connection ≤ 0.6× Tornado", "connrate", "cpu_us_per_conn", "<=", 0.6),
             ("Memory per idle connection ≤ 0.4× Tornado", "memory", "kib_per_conn", "<=", 0.4),
         ]
+        specs += HTTP_TARGETS
         out = []
         for title, scenario, metric, op, bound in specs:
             ratio = _ratio(self.median(scenario, "tornado_lite", metric), self.median(scenario, BASELINE, metric))
@@ -789,6 +1082,8 @@ class Bench:
         # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
         for rival in ("tornado-uvloop", "asyncio-streams"):
             for sc in self.scenarios:
+                if isinstance(sc, HttpScenario) and rival not in sc.columns:
+                    continue
                 m = sc.primary
                 ratio = _ratio(self.median(sc.key, "tornado_lite", m.key), self.median(sc.key, rival, m.key))
                 t = {"target": f"Ahead of {LABELS[rival]}: {sc.title} ({m.title})", "key": f"{sc.key}.{m.key}",
@@ -867,8 +1162,9 @@ def render_markdown(bench: Bench) -> str:
         for j, m in enumerate(sc.metrics):
             cells = []
             for stack in stacks:
-                na = _stack_unavailable(bench, stack)
                 entry = res.get(stack, {})
+                na = _stack_unavailable(bench, stack, bench.availability_key(sc, stack))
+                na = f"n/a ({entry['na']})" if "na" in entry else na
                 if na:
                     cells.append(na if j == 0 else "")
                 elif entry.get("error") and not entry.get("metrics", {}).get(m.key):
@@ -1010,6 +1306,8 @@ def parse_args(argv: typing.Optional[typing.List[str]] = None) -> argparse.Names
     p.add_argument("--duration", type=float, default=0, help="seconds per measured run")
     p.add_argument("--memory-conns", type=int, default=0)
     p.add_argument("--loadgen", choices=["auto", "python"], default="auto")
+    p.add_argument("--http-loadgen", choices=["auto", "wrk", "python"], default="auto",
+                   help="HTTP GET rows: auto = wrk if installed (Python in --quick: wrk counts whole seconds)")
     p.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to cores")
     p.add_argument("--skip-micro", action="store_true")
     p.add_argument("--no-chart", action="store_true")
