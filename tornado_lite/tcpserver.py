@@ -24,7 +24,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
 
 from tornado_lite import gen, process
-from tornado_lite.concurrent import _FINISHED, Future, _new_object
+from tornado_lite.concurrent import Future
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.iostream import BaseIOStream, IOStream, SSLIOStream
 from tornado_lite.log import app_log, gen_log
@@ -146,32 +146,31 @@ class _Counts:
 class _Connection:
     """One accepted connection, tracked while its stream is open or its ``handle_stream`` coroutine runs.
 
-    A drain waits until there are none left.  It is also the done-callback of the handler's
-    coroutine (one object per connection rather than two): on failure it closes the stream and
-    lets the loop log the error.  It holds its stream only while that coroutine runs (the
-    coroutine holds it anyway); the record holds it weakly, so tracking never keeps an abandoned
-    stream alive.
+    A drain waits until there are none left.  It is also what is called when the handler's
+    coroutine ends (one object per connection rather than two): the end-callback of the task that
+    runs a native coroutine (``gen.start_task``), else a done-callback.  On failure it closes the
+    stream and raises the error, for the loop to log.  It holds its stream only while that
+    coroutine runs (the coroutine holds it anyway); the record holds it weakly, so tracking never
+    keeps an abandoned stream alive.
     """
 
     __slots__ = ("server", "stream_open", "handler_running", "stream")
     # Made by ``TCPServer._track`` without a constructor call (one is made per connection); ``stream``
-    # is set only for a coroutine handler, before this object becomes its done-callback.
+    # is set only for a coroutine handler, before this object is given to its task or future.
     server: "TCPServer"
     stream_open: bool
     handler_running: bool
     stream: Optional[BaseIOStream]
 
-    def __call__(self, future: Any) -> None:
+    def __call__(self, future: "Future[Any]") -> None:
         stream = self.stream
         self.stream = None
         self.server._handler_done(self)
-        if isinstance(future, Future) and future._state == _FINISHED and future._exception is None:
-            return  # the common end: returned normally
         if future.cancelled() or future.exception() is not None:
             # Nobody will use the connection now; without this the client would wait until it is collected.
             if stream is not None:
                 stream.close()
-            future.result()  # raises here, inside a loop callback: the loop logs it to app_log
+            future.result()  # raises here: the loop logs it to app_log
 
 
 class _StreamRecord(weakref.ref):
@@ -206,32 +205,6 @@ class _StreamRecord(weakref.ref):
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.conn.server._stream_replaced(self, old, new)
-
-
-class _HandlerTask(gen._Task):
-    """The task that runs a coroutine ``handle_stream``; its connection is its done-callback.
-
-    When the coroutine returns normally, the task tells the connection at once and drops that
-    callback, which would only do the same a loop pass later (the usual end of every connection;
-    a failure or cancellation still goes through the callback, which closes the stream and lets
-    the loop log the error).  Should the task never call ``_finish``, the callback does it all.
-    """
-
-    __slots__ = ("_conn",)
-    _conn: Optional[_Connection]
-
-    def _finish(self, value: Any) -> None:
-        conn = self._conn
-        callbacks = self._callbacks
-        # The connection is the first callback (added before the task started); a task cancelled in
-        # its last step ends as cancelled, which the callback handles.
-        if conn is not None and callbacks and callbacks[0] is conn and not self._must_cancel:
-            self._conn = None
-            del callbacks[0]
-            # What the callback would do for a normal return, now (every connection ends so).
-            conn.stream = None
-            conn.server._handler_done(conn)
-        gen._Task._finish(self, value)
 
 
 def _stream_collected(record: _StreamRecord) -> None:
@@ -489,7 +462,7 @@ class TCPServer:
     # -- connection bookkeeping --------------------------------------------------------------------
 
     def _track(self, stream: IOStream) -> _Connection:
-        conn = _new_object(_Connection)
+        conn = object.__new__(_Connection)
         conn.server = self
         conn.stream_open = True
         # Running until it is known not to be a coroutine: a coroutine's first step may close the
@@ -657,18 +630,10 @@ class TCPServer:
                 conn.stream = stream
                 if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
                     # What convert_yielded and add_future do with a native coroutine (when nothing was
-                    # registered that could claim it), without the dispatch and type checks on the way:
-                    # the task belongs to the current loop, which runs the callback.
-                    task = _HandlerTask(result)
-                    task._conn = conn
-                    loop = task._loop
-                    if loop is not None:
-                        task._callbacks = [conn]  # add_done_callback, for a new task on a known loop
-                    else:
-                        task.add_done_callback(conn)
-                        loop = IOLoop.current()
-                    # Started on the next loop pass, as gen.convert_yielded would start it.
-                    loop.add_callback(task._step)
+                    # registered that could claim it), without the dispatch on the way: a task started
+                    # on the next loop pass, whose end is reported inline in its last step rather than
+                    # by a done-callback a pass later.
+                    gen.start_task(result, conn)
                 else:
                     IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
