@@ -190,7 +190,13 @@ class _Connection(weakref.ref):
             raise
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        self.server._stream_closed(self, stream)
+        server = self.server
+        counts = server._counts
+        counts.bytes_in += stream._bytes_read
+        counts.bytes_out += stream._bytes_written
+        server._stream_ended(self)
+        if server._accept_paused:
+            server._maybe_resume_accepting()
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.server._stream_replaced(self, self, old, new)
@@ -212,7 +218,7 @@ class _SuccessorRecord(weakref.ref):
     active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        self.conn.server._stream_closed(self.conn, stream)
+        self.conn.stream_closed(stream)
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
         self.conn.server._stream_replaced(self.conn, self, old, new)
@@ -511,14 +517,6 @@ class TCPServer:
             if stream is not None:
                 found.append((record, stream))
         return found
-
-    def _stream_closed(self, conn: _Connection, stream: BaseIOStream) -> None:
-        counts = self._counts
-        counts.bytes_in += stream._bytes_read
-        counts.bytes_out += stream._bytes_written
-        self._stream_ended(conn)
-        if self._accept_paused:
-            self._maybe_resume_accepting()
 
     def _stream_collected(self, conn: _Connection, record: _StreamRecord) -> None:
         # Abandoned without a close (its socket closes as it is freed): a closed connection whose
