@@ -251,7 +251,7 @@ _LONGEST_PAUSE = 1.0
 class _Acceptor:
     """Watches one listening socket and passes each accepted connection to ``callback``."""
 
-    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind")
+    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind", "last_host")
 
     def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None]) -> None:
         self.sock = sock
@@ -262,6 +262,7 @@ class _Acceptor:
         self.timer: Any = None
         # What the accepted sockets are made with (see on_readable): read once, as plain integers.
         self.kind = (int(sock.family), int(sock.type), sock.proto)
+        self.last_host: Optional[str] = None  # the IPv4 peer of the last connection (see on_readable)
         self.io_loop.add_handler(sock, self.on_readable, IOLoop.READ)
         self.watching = True
 
@@ -280,6 +281,11 @@ class _Acceptor:
             # its non-blocking flag on (some platforms inherit it) unless a default timeout is set.
             blocking = socket.getdefaulttimeout() is None and bool(sock.gettimeout())
             accept_fd = sock._accept  # type: ignore[attr-defined]
+            # Peers often repeat (a proxy, a load balancer, a pool of clients): an IPv4 address that
+            # is the previous connection's gets that connection's host string, and its own (which
+            # the handler would keep for the connection's life, ~60 bytes) is freed at once.
+            share_host = family == socket.AF_INET
+            last_host = self.last_host
         for _ in range(_DEFAULT_BACKLOG):
             if self.removed or not self.watching:
                 return  # the callback stopped the server (or we paused) part-way through the batch
@@ -289,6 +295,11 @@ class _Acceptor:
                     connection = socket.socket(family, kind, proto, fd_num)
                     if blocking:
                         connection.setblocking(True)
+                    if share_host:
+                        if address[0] == last_host:
+                            address = (last_host, address[1])
+                        else:
+                            last_host = self.last_host = address[0]
                 else:
                     connection, address = sock.accept()
             except BlockingIOError:
