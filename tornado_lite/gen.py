@@ -6,8 +6,9 @@ future's done-callback on a later loop pass.  A task never suspends on a future 
 it goes straight on, in a loop (no recursion), so a coroutine that awaits 100,000 finished futures
 runs in one pass.  Each task runs in its own ``contextvars`` context, as asyncio tasks do.
 
-A native coroutine handed to ``convert_yielded`` starts on the next loop pass, as an asyncio task
-would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.
+A native coroutine handed to ``convert_yielded`` (or ``start_task``, which also takes a callback run
+inline when the task ends: a server's per-connection bookkeeping) starts on the next loop pass, as
+an asyncio task would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.
 Cancelling a task's future throws ``concurrent.futures.CancelledError`` into the coroutine at its
 suspension point.
 
@@ -339,13 +340,16 @@ def start_task(coro: Any, on_end: Callable[["Future[Any]"], Any]) -> "Future[Any
     The task is returned (a Future with the coroutine's outcome), as ``convert_yielded`` would return
     it.  ``on_end`` is called once, inline in the task's last step, as soon as the task is done
     (returned, failed or cancelled): unlike a done-callback it costs no list and no further loop
-    pass, and it runs before any done-callback.  An exception it raises is reported through the
-    loop's ``handle_callback_exception``, as a failing callback's would be.  Not part of Tornado's API.
+    pass, and it runs before the done-callbacks (those run on a later pass).  An exception it
+    raises is reported through the loop's ``handle_callback_exception``, as a failing callback's
+    would be.  Not part of Tornado's API.
     """
     task = _EndCallbackTask(coro)
     task._on_end = on_end
-    loop = task._loop  # the current loop, unless there is none yet
-    (loop if loop is not None else IOLoop.current()).add_callback(task._step)
+    loop = task._loop
+    if loop is None:  # no current loop yet: the task belongs to the one made for it
+        loop = task._loop = IOLoop.current()
+    loop.add_callback(task._step)
     return task
 
 
