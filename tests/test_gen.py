@@ -1259,3 +1259,82 @@ def test_cancelling_counts_requests_until_uncancelled(io_loop) -> None:
         return await task
 
     assert run(io_loop, main) == "survived"
+
+
+# -- start_task: a task with an end-callback (tornado_lite's hook for servers) ----------------------
+
+
+@lite_only
+def test_start_task_calls_on_end_in_the_last_step_before_done_callbacks(io_loop) -> None:
+    events = []
+
+    async def main():
+        async def handler():
+            events.append("started")
+            await gen.moment
+            events.append("returning")
+            return 42
+
+        def on_end(task):
+            # Inline in the last step: the task is done, it is still the current task, and its
+            # done-callbacks have not run yet.
+            events.append(("on_end", task.result(), gen.current_task() is task))
+
+        task = gen.start_task(handler(), on_end)
+        task.add_done_callback(lambda f: events.append("done-callback"))
+        assert events == []  # started on the next pass, as convert_yielded starts a coroutine
+        assert await task == 42
+        await gen.moment
+        return task
+
+    run(io_loop, main)
+    assert events == ["started", "returning", ("on_end", 42, True), "done-callback"]
+
+
+@lite_only
+def test_start_task_on_end_sees_failure_and_cancellation(io_loop) -> None:
+    seen = []
+
+    def on_end(task):
+        if task.cancelled():
+            seen.append("cancelled")
+        else:
+            seen.append(type(task.exception()).__name__)
+
+    async def main():
+        async def fails():
+            await gen.moment
+            raise ZeroDivisionError("boom")
+
+        async def waits_forever():
+            await Future()
+
+        failed = gen.start_task(fails(), on_end)
+        waiting = gen.start_task(waits_forever(), on_end)
+        await gen.moment
+        assert waiting.cancel()
+        for _ in range(3):
+            await gen.moment
+        assert failed.done() and waiting.cancelled()
+
+    run(io_loop, main)
+    assert sorted(seen) == ["ZeroDivisionError", "cancelled"]
+
+
+@lite_only
+def test_start_task_on_end_error_goes_to_handle_callback_exception(io_loop) -> None:
+    reported = []
+    io_loop.handle_callback_exception = lambda callback: reported.append((callback, sys.exc_info()[0]))
+
+    def on_end(task):
+        raise KeyError("in on_end")
+
+    async def main():
+        async def handler():
+            return "fine"
+
+        task = gen.start_task(handler(), on_end)
+        assert await task == "fine"  # the task's own outcome is not touched by on_end's error
+
+    run(io_loop, main)
+    assert reported == [(on_end, KeyError)]

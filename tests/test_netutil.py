@@ -415,8 +415,8 @@ def test_add_accept_handler_takes_a_batch_per_event(io_loop, closing) -> None:
     closing.append(sock)
     port = sock.getsockname()[1]
     # Five handshakes finish (in the accept queue) before the loop ever looks at the socket.
-    for _ in range(5):
-        closing.append(_connect_blocking(port))
+    clients = [_connect_blocking(port) for _ in range(5)]
+    closing.extend(clients)
     accepted: list = []
     seen_on_next_pass: list = []
 
@@ -434,6 +434,9 @@ def test_add_accept_handler_takes_a_batch_per_event(io_loop, closing) -> None:
     io_loop.start()
     assert len(accepted) == 5
     assert seen_on_next_pass == [5]
+    # Each connection gets its own peer address (host and port), as socket.accept() gives it.
+    assert sorted(accepted) == sorted(client.getsockname() for client in clients)
+    assert all(type(addr) is tuple and type(addr[0]) is str for addr in accepted)
 
 
 def test_add_accept_handler_batch_is_capped_at_the_default_backlog(io_loop, closing) -> None:

@@ -328,6 +328,8 @@ def test_handle_stream_coroutine_failure_closes_the_connection(io_loop, caplog) 
     finally:
         server.stop()
     assert [r.exc_info[0] for r in caplog.records] == [RuntimeError]
+    # Logged as a failing loop callback, as Tornado logs a failed handler coroutine.
+    assert "Exception in callback" in caplog.records[0].getMessage()
 
 
 def test_stream_options_are_passed_on(io_loop) -> None:

@@ -162,7 +162,7 @@ def test_stats_add_up_after_a_burst_of_connections(io_loop) -> None:
         assert (stats.limit_hits, stats.idle_timeouts, stats.handshake_timeouts) == (0, 0, 0)
         assert (stats.drains, stats.drain_finished, stats.drain_cut) == (0, 0, 0)
         assert repr(stats).startswith("ServerStats(open_connections=0, accepted=40, closed=40, bytes_in=")
-        assert server._live_conns == set() and server._live_streams == set()
+        assert server._live_conns == set() and server._successors == {}
     finally:
         server.stop()
     assert server.stats().accepting is False
@@ -260,6 +260,8 @@ def test_start_tls_keeps_counting_the_same_connection(io_loop, tls_files) -> Non
             line = await tls.read_until(b"\n")
             await tls.write(line.upper())
             self.open_during = self.stats().open_connections
+            # The TLS stream's bytes count while it is open, as the plain stream's did before it.
+            self.bytes_in_during = self.stats().bytes_in
             tls.close()
 
     server = StartTLSServer(max_connections=5)
@@ -280,11 +282,12 @@ def test_start_tls_keeps_counting_the_same_connection(io_loop, tls_files) -> Non
     try:
         assert io_loop.run_sync(scenario, timeout=30) == b"SECRET\n"
         assert server.open_during == 1
+        assert server.bytes_in_during == len(b"STARTTLS\n") + len(b"secret\n")
         stats = server.stats()
         assert (stats.accepted, stats.closed, stats.open_connections) == (1, 1, 0)
         assert stats.bytes_in == len(b"STARTTLS\n") + len(b"secret\n")
         assert stats.bytes_out == len(b"GO\n") + len(b"SECRET\n")
-        assert server._live_conns == set() and server._live_streams == set()
+        assert server._live_conns == set() and server._successors == {}
     finally:
         server.stop()
 
@@ -738,7 +741,7 @@ def test_failing_handlers_leave_nothing_tracked(io_loop, caplog) -> None:
         io_loop.run_sync(scenario, timeout=30)
         stats = server.stats()
         assert (stats.accepted, stats.closed, stats.open_connections) == (6, 6, 0)
-        assert server._live_streams == set()
+        assert server._live_conns == set() and server._successors == {}
     finally:
         server.stop()
 

@@ -6,8 +6,9 @@ future's done-callback on a later loop pass.  A task never suspends on a future 
 it goes straight on, in a loop (no recursion), so a coroutine that awaits 100,000 finished futures
 runs in one pass.  Each task runs in its own ``contextvars`` context, as asyncio tasks do.
 
-A native coroutine handed to ``convert_yielded`` starts on the next loop pass, as an asyncio task
-would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.
+A native coroutine handed to ``convert_yielded`` (or ``start_task``, which also takes a callback run
+inline when the task ends: a server's per-connection bookkeeping) starts on the next loop pass, as
+an asyncio task would; a ``@gen.coroutine`` generator runs its first step at once, as Tornado's always has.
 Cancelling a task's future throws ``concurrent.futures.CancelledError`` into the coroutine at its
 suspension point.
 
@@ -195,14 +196,20 @@ class _Task(Future):
                 except _cancellation_types:
                     self._coro = None
                     Future.cancel(self)
+                    if self._on_end is not None:
+                        self._call_on_end()
                     return
                 except (KeyboardInterrupt, SystemExit) as exc:
                     self._coro = None
                     Future.set_exception(self, exc)
+                    if self._on_end is not None:
+                        self._call_on_end()
                     raise
                 except BaseException as exc:
                     self._coro = None
                     Future.set_exception(self, _without_this_frame(exc))
+                    if self._on_end is not None:
+                        self._call_on_end()
                     return
 
                 if isinstance(yielded, Future):
@@ -296,6 +303,20 @@ class _Task(Future):
             Future.cancel(self)
         else:
             Future.set_result(self, value)
+        if self._on_end is not None:
+            self._call_on_end()
+
+    # The end-callback of a task made by start_task (a slot of _EndCallbackTask); None for the rest.
+    _on_end: Optional[Callable[["_Task"], Any]] = None
+
+    def _call_on_end(self) -> None:
+        """Runs the end-callback once, now; an error in it is the loop's to report, as a callback's is."""
+        on_end = self._on_end
+        self._on_end = None
+        try:
+            on_end(self)  # type: ignore[misc]
+        except Exception:
+            (self._loop or IOLoop.current()).handle_callback_exception(on_end)
 
     def _after_one_pass(self) -> None:
         loop = IOLoop.current()
@@ -357,6 +378,31 @@ def _start_task(coro: Any, context: Optional[contextvars.Context] = None) -> _Ta
     """Runs a generator coroutine's first step now, as Tornado's ``@gen.coroutine`` always has."""
     task = _Task(coro, context)
     task._step(None)
+    return task
+
+
+class _EndCallbackTask(_Task):
+    """A task with an end-callback (see :func:`start_task`): the one slot it adds to ``_Task``."""
+
+    __slots__ = ("_on_end",)
+
+
+def start_task(coro: Any, on_end: Callable[["Future[Any]"], Any]) -> "Future[Any]":
+    """Runs native coroutine ``coro`` as a task, from the next loop pass, and calls ``on_end(task)`` when it ends.
+
+    The task is returned (a Future with the coroutine's outcome), as ``convert_yielded`` would return
+    it.  ``on_end`` is called once, inline in the task's last step, as soon as the task is done
+    (returned, failed or cancelled): unlike a done-callback it costs no list and no further loop
+    pass, and it runs before the done-callbacks (those run on a later pass).  An exception it
+    raises is reported through the loop's ``handle_callback_exception``, as a failing callback's
+    would be.  Not part of Tornado's API.
+    """
+    task = _EndCallbackTask(coro)
+    task._on_end = on_end
+    loop = task._loop
+    if loop is None:  # no current loop yet: the task belongs to the one made for it
+        loop = task._loop = IOLoop.current()
+    loop.add_callback(task._step)
     return task
 
 
@@ -674,6 +720,7 @@ __all__ = [
     "multi",
     "multi_future",
     "sleep",
+    "start_task",
     "with_timeout",
 ]
 

@@ -251,7 +251,7 @@ _LONGEST_PAUSE = 1.0
 class _Acceptor:
     """Watches one listening socket and passes each accepted connection to ``callback``."""
 
-    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind")
+    __slots__ = ("sock", "callback", "io_loop", "removed", "watching", "pause", "timer", "kind", "last_host")
 
     def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None]) -> None:
         self.sock = sock
@@ -260,8 +260,9 @@ class _Acceptor:
         self.removed = False
         self.pause = 0.0  # non-zero while recovering from running out of file descriptors
         self.timer: Any = None
-        # What the accepted sockets are made with (see _accept_plain): read once, as plain integers.
+        # What the accepted sockets are made with (see on_readable): read once, as plain integers.
         self.kind = (int(sock.family), int(sock.type), sock.proto)
+        self.last_host: Optional[str] = None  # the IPv4 peer of the last connection (see on_readable)
         self.io_loop.add_handler(sock, self.on_readable, IOLoop.READ)
         self.watching = True
 
@@ -269,19 +270,38 @@ class _Acceptor:
         # Level-triggered: whatever is left after this batch is reported again on the next poll.
         sock = self.sock
         callback = self.callback
-        accept: Callable[[], Tuple[socket.socket, Any]]
-        if type(sock).accept is _plain_accept:
+        # ``socket.accept`` converts the family and type to enum members on every call, which costs
+        # more than the rest of it: for the standard class, the same socket is built here from the
+        # descriptor with what the listening socket was made with, read once as plain integers.
+        # (A socket class with its own accept is honoured.)
+        plain = type(sock).accept is _plain_accept
+        if plain:
+            family, kind, proto = self.kind
             # As the standard method decides per call: a listening socket with a timeout must not pass
             # its non-blocking flag on (some platforms inherit it) unless a default timeout is set.
             blocking = socket.getdefaulttimeout() is None and bool(sock.gettimeout())
-            accept = functools.partial(_accept_plain, sock, *self.kind, blocking)
-        else:
-            accept = sock.accept  # a socket class with its own accept: honour it
+            accept_fd = sock._accept  # type: ignore[attr-defined]
+            # Peers often repeat (a proxy, a load balancer, a pool of clients): an IPv4 address that
+            # is the previous connection's gets that connection's host string, and its own (which
+            # the handler would keep for the connection's life, ~60 bytes) is freed at once.
+            share_host = family == socket.AF_INET
+            last_host = self.last_host
         for _ in range(_DEFAULT_BACKLOG):
             if self.removed or not self.watching:
                 return  # the callback stopped the server (or we paused) part-way through the batch
             try:
-                connection, address = accept()
+                if plain:
+                    fd_num, address = accept_fd()
+                    connection = socket.socket(family, kind, proto, fd_num)
+                    if blocking:
+                        connection.setblocking(True)
+                    if share_host:
+                        if address[0] == last_host:
+                            address = (last_host, address[1])
+                        else:
+                            last_host = self.last_host = address[0]
+                else:
+                    connection, address = sock.accept()
             except BlockingIOError:
                 return
             except ConnectionAbortedError:
@@ -330,21 +350,6 @@ class _Acceptor:
 
 
 _plain_accept = socket.socket.accept
-
-
-def _accept_plain(
-    sock: socket.socket, family: int, kind: int, proto: int, blocking: bool
-) -> Tuple[socket.socket, Any]:
-    """``socket.socket.accept`` with what it looks up on every call looked up once per batch.
-
-    The standard method converts the family and type to enum members each time, which costs more
-    than the rest of it; the socket returned is the same.
-    """
-    fd, address = sock._accept()  # type: ignore[attr-defined]
-    connection = socket.socket(family, kind, proto, fd)
-    if blocking:
-        connection.setblocking(True)
-    return connection, address
 
 
 def _describe(sock: socket.socket) -> str:

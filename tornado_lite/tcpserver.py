@@ -21,10 +21,10 @@ import ssl
 import time
 import types
 import weakref
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Union, cast
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple, Union, cast
 
 from tornado_lite import gen, process
-from tornado_lite.concurrent import _FINISHED, Future, _new_object
+from tornado_lite.concurrent import Future
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.iostream import BaseIOStream, IOStream, SSLIOStream
 from tornado_lite.log import app_log, gen_log
@@ -143,49 +143,73 @@ class _Counts:
         self.drain_cut = 0
 
 
-class _Connection:
-    """One accepted connection, tracked while its stream is open or its ``handle_stream`` coroutine runs.
+class _Connection(weakref.ref):
+    """One accepted connection: a weak reference to its stream, and everything the server tracks of it.
 
-    A drain waits until there are none left.  It is also the done-callback of the handler's
-    coroutine (one object per connection rather than two): on failure it closes the stream and
-    lets the loop log the error.  It holds its stream only while that coroutine runs (the
-    coroutine holds it anyway); the record holds it weakly, so tracking never keeps an abandoned
-    stream alive.
+    One object per connection does every job, since one is made per accept: it is the stream's
+    ``_tracker`` (the stream calls ``stream_closed``/``stream_replaced``), the weak reference whose
+    callback tells the server if the stream is collected without being closed (Tornado lets an
+    abandoned stream's socket close that way), the entry a drain waits on (in ``_live_conns`` while
+    the stream is open or the ``handle_stream`` coroutine runs), and what is called when that
+    coroutine ends: the end-callback of the task running a native coroutine (``gen.start_task``),
+    else a done-callback.  On failure it closes the stream and raises the error, for the loop to log.
+
+    It holds its stream strongly only while that coroutine runs (the coroutine holds it anyway), so
+    tracking never keeps an abandoned stream alive.  ``seen`` and ``active_at`` are the idle check's
+    memory: the bytes the stream had moved at the last sweep, and when that count last changed; they
+    are set only when they matter (``active_at`` at the accept if a timeout is on, both by the
+    sweep) and read with the defaults 0 and 0.0 until then (each store costs, on every connection).
+    After a ``start_tls`` the connection goes on in another stream, tracked by a
+    :class:`_SuccessorRecord` (the server's ``_successors``).
+
+    ``__call__`` is the handler's end, so the stream is read with :func:`_deref`, not ``conn()``.
     """
 
-    __slots__ = ("server", "stream_open", "handler_running", "stream")
-    # Made by ``TCPServer._track`` without a constructor call (one is made per connection); ``stream``
-    # is set only for a coroutine handler, before this object becomes its done-callback.
+    __slots__ = ("server", "stream_open", "handler_running", "stream", "seen", "active_at")
+    # Made with ``_Connection(stream, _stream_collected)`` and the fields then set: no Python-level
+    # constructor.  ``stream`` is set only for a coroutine handler, before this object is given to
+    # its task or future.
     server: "TCPServer"
     stream_open: bool
     handler_running: bool
     stream: Optional[BaseIOStream]
+    seen: int
+    active_at: float
 
-    def __call__(self, future: Any) -> None:
+    def __call__(self, future: "Future[Any]") -> None:  # type: ignore[override]
         stream = self.stream
         self.stream = None
         self.server._handler_done(self)
-        if isinstance(future, Future) and future._state == _FINISHED and future._exception is None:
-            return  # the common end: returned normally
-        if future.cancelled() or future.exception() is not None:
-            # Nobody will use the connection now; without this the client would wait until it is collected.
+        try:
+            future.result()  # the common end: returned normally
+        except BaseException:
+            # Failed or cancelled.  Nobody will use the connection now; without this the client would
+            # wait until it is collected.  The error goes on for the loop to log to app_log.
             if stream is not None:
                 stream.close()
-            future.result()  # raises here, inside a loop callback: the loop logs it to app_log
+            raise
+
+    def stream_closed(self, stream: BaseIOStream) -> None:
+        server = self.server
+        counts = server._counts
+        counts.bytes_in += stream._bytes_read
+        counts.bytes_out += stream._bytes_written
+        server._stream_ended(self)
+        if server._accept_paused:
+            server._maybe_resume_accepting()
+
+    def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
+        self.server._stream_replaced(self, self, old, new)
 
 
-class _StreamRecord(weakref.ref):
-    """A weak reference to an open stream of the server, and the stream's ``_tracker``.
+# The referent of a _Connection (whose own call is the handler's end) or of a _SuccessorRecord.
+_deref = weakref.ref.__call__
 
-    The stream calls ``stream_closed``/``stream_replaced``; if the stream is collected without
-    being closed (Tornado lets an abandoned stream's socket close that way), the weakref callback
-    tells the server instead.  ``seen`` and ``active_at`` are the idle check's memory: the bytes
-    the stream had moved at the last sweep, and when that count last changed.
 
-    Made with ``_StreamRecord(stream, _stream_collected)`` and ``conn`` then set: no Python-level
-    constructor, since one is made per connection.  ``seen`` and ``active_at`` are set only when
-    they matter (``active_at`` at the accept if a timeout is on, both by the sweep) and read with
-    the defaults 0 and 0.0 until then (each store costs, on every connection).
+class _SuccessorRecord(weakref.ref):
+    """The ``_tracker`` of a stream that took a connection over (``start_tls``): rare, so a second object.
+
+    Fields and calls as for :class:`_Connection`'s stream; ``conn`` is the connection it belongs to.
     """
 
     __slots__ = ("conn", "seen", "active_at")
@@ -194,48 +218,21 @@ class _StreamRecord(weakref.ref):
     active_at: float
 
     def stream_closed(self, stream: BaseIOStream) -> None:
-        conn = self.conn
-        server = conn.server
-        server._live_streams.discard(self)
-        counts = server._counts
-        counts.bytes_in += stream._bytes_read
-        counts.bytes_out += stream._bytes_written
-        server._stream_ended(conn)
-        if server._accept_paused:
-            server._maybe_resume_accepting()
+        self.conn.stream_closed(stream)
 
     def stream_replaced(self, old: BaseIOStream, new: BaseIOStream) -> None:
-        self.conn.server._stream_replaced(self, old, new)
+        self.conn.server._stream_replaced(self.conn, self, old, new)
 
 
-class _HandlerTask(gen._Task):
-    """The task that runs a coroutine ``handle_stream``; its connection is its done-callback.
-
-    When the coroutine returns normally, the task tells the connection at once and drops that
-    callback, which would only do the same a loop pass later (the usual end of every connection;
-    a failure or cancellation still goes through the callback, which closes the stream and lets
-    the loop log the error).  Should the task never call ``_finish``, the callback does it all.
-    """
-
-    __slots__ = ("_conn",)
-    _conn: Optional[_Connection]
-
-    def _finish(self, value: Any) -> None:
-        conn = self._conn
-        callbacks = self._callbacks
-        # The connection is the first callback (added before the task started); a task cancelled in
-        # its last step ends as cancelled, which the callback handles.
-        if conn is not None and callbacks and callbacks[0] is conn and not self._must_cancel:
-            self._conn = None
-            del callbacks[0]
-            # What the callback would do for a normal return, now (every connection ends so).
-            conn.stream = None
-            conn.server._handler_done(conn)
-        gen._Task._finish(self, value)
+_StreamRecord = Union[_Connection, _SuccessorRecord]
 
 
-def _stream_collected(record: _StreamRecord) -> None:
-    record.conn.server._stream_collected(record)
+def _stream_collected(conn: _Connection) -> None:
+    conn.server._stream_collected(conn, conn)
+
+
+def _successor_collected(record: _SuccessorRecord) -> None:
+    record.conn.server._stream_collected(record.conn, record)
 
 
 def _wake(waiter: Future) -> None:
@@ -293,7 +290,8 @@ class TCPServer:
         self.handshake_timeout = handshake_timeout
         self._counts = _Counts()
         self._live_conns: Set[_Connection] = set()
-        self._live_streams: Set[_StreamRecord] = set()
+        # The record of the stream each connection now runs in, for those that changed streams (start_tls).
+        self._successors: Dict[_Connection, _SuccessorRecord] = {}
         self._accept_paused = False  # by max_connections
         self._io_loop: Optional[IOLoop] = None  # the loop the connections run on (set at the first)
         self._sweep_timer: Any = None
@@ -413,9 +411,8 @@ class TCPServer:
                     self._drain_waiters.remove(waiter)
         cut = len(self._live_conns)
         if cut:
-            for record in list(self._live_streams):
-                stream = record()
-                if stream is not None and not stream.closed():
+            for _, stream in self._open_streams():
+                if not stream.closed():
                     stream.close(exc_info=DrainTimeoutError("server drained: deadline of %gs passed" % timeout))
             # Handlers blocked on a stream learn of the close a few loop passes later: let them
             # unwind (their except/finally blocks) before the caller, say, stops the loop.
@@ -466,11 +463,9 @@ class TCPServer:
         counts = self._counts
         bytes_in = counts.bytes_in
         bytes_out = counts.bytes_out
-        for record in list(self._live_streams):
-            stream = record()
-            if stream is not None:
-                bytes_in += stream._bytes_read
-                bytes_out += stream._bytes_written
+        for _, stream in self._open_streams():
+            bytes_in += stream._bytes_read
+            bytes_out += stream._bytes_written
         return ServerStats(
             open_connections=counts.accepted - counts.closed,
             accepted=counts.accepted,
@@ -489,23 +484,20 @@ class TCPServer:
     # -- connection bookkeeping --------------------------------------------------------------------
 
     def _track(self, stream: IOStream) -> _Connection:
-        conn = _new_object(_Connection)
+        conn = _Connection(stream, _stream_collected)
         conn.server = self
         conn.stream_open = True
         # Running until it is known not to be a coroutine: a coroutine's first step may close the
         # stream, and that is not the end of the connection yet.
         conn.handler_running = True
-        record = _StreamRecord(stream, _stream_collected)
-        record.conn = conn
-        stream._tracker = record
+        stream._tracker = conn
         self._live_conns.add(conn)
-        self._live_streams.add(record)
         counts = self._counts
         counts.accepted += 1
         if self._io_loop is None:
             self._io_loop = stream.io_loop
         if self.idle_timeout is not None or self.handshake_timeout is not None:
-            record.active_at = time.monotonic()
+            conn.active_at = time.monotonic()
             if self._sweep_timer is None:
                 self._schedule_sweep()
         limit = self.max_connections
@@ -513,29 +505,43 @@ class TCPServer:
             self._pause_accepting()
         return conn
 
-    def _stream_collected(self, record: _StreamRecord) -> None:
+    def _open_streams(self) -> List[Tuple[_StreamRecord, BaseIOStream]]:
+        """The streams of this server not yet closed, each with its record (a snapshot)."""
+        found = []
+        successors = self._successors
+        for conn in list(self._live_conns):
+            if not conn.stream_open:
+                continue
+            record: _StreamRecord = successors.get(conn, conn) if successors else conn
+            stream = _deref(record)
+            if stream is not None:
+                found.append((record, stream))
+        return found
+
+    def _stream_collected(self, conn: _Connection, record: _StreamRecord) -> None:
         # Abandoned without a close (its socket closes as it is freed): a closed connection whose
         # byte counts are lost.  This may run inside the garbage collector, at any point of the
         # loop's work: only bookkeeping here, the listening sockets are touched from the loop.
-        if record not in self._live_streams:
+        # (A stream that was closed, or that handed the connection on by start_tls, is not news.)
+        if not conn.stream_open or self._successors.get(conn, conn) is not record:
             return
-        self._live_streams.discard(record)
-        self._stream_ended(record.conn)
+        self._stream_ended(conn)
         if self._accept_paused and self._io_loop is not None:
             self._io_loop.add_callback(self._maybe_resume_accepting)
 
-    def _stream_replaced(self, record: _StreamRecord, old: BaseIOStream, new: BaseIOStream) -> None:
+    def _stream_replaced(
+        self, conn: _Connection, record: _StreamRecord, old: BaseIOStream, new: BaseIOStream
+    ) -> None:
         # start_tls: the same connection goes on in a new stream.  The old one's bytes are done with.
-        self._live_streams.discard(record)
         counts = self._counts
         counts.bytes_in += old._bytes_read
         counts.bytes_out += old._bytes_written
-        successor = _StreamRecord(new, _stream_collected)
-        successor.conn = record.conn
+        successor = _SuccessorRecord(new, _successor_collected)
+        successor.conn = conn
         if getattr(record, "active_at", 0.0):
             successor.active_at = time.monotonic()
         new._tracker = successor
-        self._live_streams.add(successor)
+        self._successors[conn] = successor
 
     def _stream_ended(self, conn: _Connection) -> None:
         self._counts.closed += 1
@@ -551,6 +557,8 @@ class TCPServer:
     def _forget(self, conn: _Connection) -> None:
         live = self._live_conns
         live.discard(conn)
+        if self._successors:
+            self._successors.pop(conn, None)
         if not live and self._drain_waiters:
             for waiter in self._drain_waiters:
                 _wake(waiter)
@@ -590,9 +598,8 @@ class TCPServer:
         idle_timeout = self.idle_timeout
         handshake_timeout = self.handshake_timeout
         counts = self._counts
-        for record in list(self._live_streams):
-            stream = record()
-            if stream is None or stream._closed:
+        for record, stream in self._open_streams():
+            if stream._closed:
                 continue
             moved = stream._bytes_read + stream._bytes_written
             if moved != getattr(record, "seen", 0):
@@ -609,7 +616,7 @@ class TCPServer:
             elif idle_timeout is not None and quiet >= idle_timeout:
                 counts.idle_timeouts += 1
                 stream.close(exc_info=IdleTimeoutError("no data either way for %gs" % idle_timeout))
-        if self._live_streams:
+        if counts.accepted > counts.closed:  # streams still open
             self._schedule_sweep()
 
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
@@ -657,18 +664,10 @@ class TCPServer:
                 conn.stream = stream
                 if type(result) is _CoroutineType and len(gen.convert_yielded.registry) == 1:
                     # What convert_yielded and add_future do with a native coroutine (when nothing was
-                    # registered that could claim it), without the dispatch and type checks on the way:
-                    # the task belongs to the current loop, which runs the callback.
-                    task = _HandlerTask(result)
-                    task._conn = conn
-                    loop = task._loop
-                    if loop is not None:
-                        task._callbacks = [conn]  # add_done_callback, for a new task on a known loop
-                    else:
-                        task.add_done_callback(conn)
-                        loop = IOLoop.current()
-                    # Started on the next loop pass, as gen.convert_yielded would start it.
-                    loop.add_callback(task._step)
+                    # registered that could claim it), without the dispatch on the way: a task started
+                    # on the next loop pass, whose end is reported inline in its last step rather than
+                    # by a done-callback a pass later.
+                    gen.start_task(result, conn)
                 else:
                     IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
