@@ -1338,3 +1338,21 @@ def test_start_task_on_end_error_goes_to_handle_callback_exception(io_loop) -> N
 
     run(io_loop, main)
     assert reported == [(on_end, KeyError)]
+
+
+@lite_only
+def test_with_timeout_of_a_settled_future_sets_no_timer(io_loop) -> None:
+    async def main():
+        done = Future()
+        done.set_result("ready")
+        before = io_loop.stats().timers_pending
+        wrapped = gen.with_timeout(datetime.timedelta(seconds=5), done)
+        assert io_loop.stats().timers_pending == before
+        assert await wrapped == "ready"
+        pending = Future()
+        wrapped = gen.with_timeout(datetime.timedelta(seconds=5), pending)
+        assert io_loop.stats().timers_pending == before + 1
+        pending.set_result("later")
+        assert await wrapped == "later"
+
+    run(io_loop, main)

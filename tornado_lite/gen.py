@@ -595,6 +595,10 @@ def with_timeout(
     inner = convert_yielded(future)
     outer: Future = Future()
     chain_future(inner, outer)
+    if outer.done():
+        # Already settled (Tornado's HTTP layer wraps header reads the buffer often serves at once): no
+        # timer, and no late failure to log.
+        return outer
     loop = IOLoop.current()
 
     def log_late_failure(done: Future) -> None:
