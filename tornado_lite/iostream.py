@@ -65,8 +65,18 @@ if sys.platform == "darwin":
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
+# How many times ``read_chunk_size`` a stream's reads grow to while the kernel keeps filling them whole
+# (a bulk transfer): one 256 KiB recv costs the kernel less than four of 64 KiB (benchmarks/README.md).
+# A read that comes back short brings the size back to ``read_chunk_size``, so a stream that is not
+# streaming never asks for more (a large recv that returns little costs a large allocation, shrunk).
+_BULK_READ_FACTOR = 4
 # The most a stream holds back ("corks") to send the replies to pipelined requests together.
 _CORK_LIMIT = 64 * 1024
+# Corked data goes out in one ``sendmsg`` of its pieces, rather than joined into one ``bytes`` first,
+# when the pieces are few and large (a bulk echo's 64 KiB chunks): the join would copy every byte
+# once more.  Many small pieces (pipelined replies) are cheaper joined.
+_GATHER_MIN = 16 * 1024
+_GATHER_PIECES = 8
 
 # The kinds of pending read (``BaseIOStream._read_kind``).
 _NO_READ = 0
@@ -373,6 +383,7 @@ class BaseIOStream:
         "io_loop",
         "max_buffer_size",
         "read_chunk_size",
+        "_read_size",
         "_read_buffer",
         "_write_buffer",
         "_total_write_index",
@@ -415,6 +426,12 @@ class BaseIOStream:
     # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
     _plain_handle_write = True
 
+    # True when several buffers can be handed to the file in one call (``_gather_to_fd``): a plain
+    # socket stream.
+    _gather_writes = False
+    # Up to how many times ``read_chunk_size`` reads grow in a bulk transfer (see ``_BULK_READ_FACTOR``).
+    _read_growth = _BULK_READ_FACTOR
+
     # True when ``reading``/``writing`` are this class's own, so their answers can be read straight
     # from the attributes (a TLS stream overrides them to include its handshake).
     _plain_state = True
@@ -437,6 +454,8 @@ class BaseIOStream:
         self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
         # A chunk as large as the whole buffer would overflow it on the first read.
         self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
+        # What the next read from the kernel asks for: read_chunk_size, or more in a bulk transfer.
+        self._read_size = self.read_chunk_size
         if max_write_buffer_size is not None:
             self.max_write_buffer_size = max_write_buffer_size
         self._read_buffer = _ReadBuffer()
@@ -606,6 +625,29 @@ class BaseIOStream:
         """Reads ``num_bytes`` bytes; with ``partial``, resolves as soon as any (at most that many) arrive."""
         if type(num_bytes) is not int and not isinstance(num_bytes, numbers.Integral):
             raise TypeError(f"num_bytes must be an integer, not {type(num_bytes).__name__}")
+        buffer = self._read_buffer
+        data = buffer._data
+        if data and type(data) is bytes and num_bytes > 0 and self._read_future is None:
+            # A bulk stream's reads after a large recv: served straight from the buffer with no read
+            # state set up, as ``read_until`` does.  (A non-empty ``_data`` has unread bytes.)
+            start = buffer._pos
+            end = start + num_bytes
+            size = len(data)
+            if end <= size or partial:
+                if end < size:
+                    result = data[start:end]
+                    buffer._pos = end
+                else:
+                    result = data if start == 0 else data[start:]
+                    buffer._data = b""
+                    buffer._pos = 0
+                done: Future[bytes] = _new_object(_ResolvedFuture)
+                done._result = result
+                done._loop = None
+                state = self._state
+                if (state is None or state == _ERROR) and self._close_callback is not None:
+                    self._maybe_add_error_listener()
+                return done
         if self._read_future is not None:
             self._start_read()  # raises the right error
         future: Future[bytes] = Future()
@@ -718,6 +760,9 @@ class BaseIOStream:
                 if self.max_write_buffer_size is None and size <= _CORK_LIMIT:
                     # The usual end of a pipelined batch (its last request read): one send for all.
                     cork.append(data if type(data) is bytes else bytes(data))
+                    if size >= _GATHER_MIN and len(cork) <= _GATHER_PIECES and self._gather_writes:
+                        # Large pieces (a bulk echo's chunks): handed over together without joining.
+                        return self._write_gathered_now(cork, _CORK_LIMIT - self._cork_room + size)
                     joined = b"".join(cork)
                     return self._write_now(joined, len(joined))
                 # Corked bytes count as sent for the caller: they go to the kernel first rather than
@@ -802,6 +847,58 @@ class BaseIOStream:
         self._watch_write()
         return future
 
+    def _gather_to_fd(self, pieces: list) -> int:
+        """Writes as much of the buffers ``pieces`` (in order) as the file takes now, in one call.
+
+        Only for classes that set ``_gather_writes``; the count written, like ``write_to_fd``.
+        """
+        raise NotImplementedError()
+
+    def _write_gathered_now(self, pieces: list, size: int) -> "Future[None]":
+        """``_write_now`` for several ``bytes`` pieces (``size`` in all), sent without joining them."""
+        try:
+            sent = self._gather_to_fd(pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self._total_write_index += size
+            self._on_write_error(e)
+            future: Future[None] = Future()
+            future.set_exception(StreamClosedError(real_error=self.error))
+            future.exception()  # looked at: the caller learns of it from the stream, if at all
+            return future
+        self._bytes_written += sent
+        if sent >= size:
+            written: Future[None] = _new_object(_WrittenFuture)
+            written._loop = None
+            state = self._state
+            if (state is None or state == _ERROR) and self._close_callback is not None:
+                self._maybe_add_error_listener()
+            return written
+        self._total_write_index += size
+        self._total_write_done_index += sent
+        self._queue_unsent(pieces, sent)
+        future = Future()
+        future._loop = self.io_loop
+        self._queue_write_future(future)
+        self._watch_write()
+        return future
+
+    def _queue_unsent(self, pieces: list, sent: int) -> None:
+        """Queues what the kernel refused of ``pieces`` (the first ``sent`` bytes went out)."""
+        buffer = self._write_buffer
+        if buffer is None:
+            buffer = self._write_buffer = _StreamBuffer()
+        for piece in pieces:
+            if sent >= len(piece):
+                sent -= len(piece)
+            elif sent:
+                with memoryview(piece) as view:
+                    buffer.append(view[sent:])
+                sent = 0
+            else:
+                buffer.append(piece)
+
     def _flush_cork(self) -> None:
         """Sends the replies ``write`` held back ("corked") this pass, before the loop polls.
 
@@ -819,10 +916,20 @@ class BaseIOStream:
 
     def _send_cork(self, cork: list) -> None:
         """Hands the corked replies to the kernel; what it refuses is queued (the write buffer is empty)."""
-        data = cork[0] if len(cork) == 1 else b"".join(cork)
-        size = len(data)
+        pieces = len(cork)
+        if pieces == 1:
+            data = cork[0]
+        elif pieces <= _GATHER_PIECES and self._gather_writes and len(cork[0]) >= _GATHER_MIN:
+            data = cork  # few large pieces: gathered by the kernel rather than joined here
+        else:
+            data = b"".join(cork)
         try:
-            sent = self.write_to_fd(data)  # type: ignore[arg-type]
+            if data is cork:
+                size = sum(map(len, cork))
+                sent = self._gather_to_fd(cork)
+            else:
+                size = len(data)
+                sent = self.write_to_fd(data)  # type: ignore[arg-type]
         except BlockingIOError:
             sent = 0
         except OSError as e:
@@ -832,11 +939,7 @@ class BaseIOStream:
         if sent < size:
             self._total_write_index += size
             self._total_write_done_index += sent
-            buffer = self._write_buffer
-            if buffer is None:
-                buffer = self._write_buffer = _StreamBuffer()
-            with memoryview(data) as view:
-                buffer.append(view[sent:])
+            self._queue_unsent(cork if data is cork else [data], sent)
             self._watch_write()
 
     def _watch_write(self) -> None:
@@ -1151,14 +1254,18 @@ class BaseIOStream:
         else:
             target = self._read_max_bytes  # None: a delimiter with no limit, or until close
         buffer = self._read_buffer
-        chunk_size = self.read_chunk_size
+        # (An unasked-for read takes one ordinary chunk: what a stream nobody reads may hold is bounded.)
+        chunk_size = self._read_size if kind != _NO_READ else self.read_chunk_size
         read_chunk = self._read_chunk
         # A delimiter search resumes where it stopped, so it is cheap after every chunk; a regex
         # must rescan, so it is tried again only once the data has doubled.
         next_search = 0
         while True:
+            ask = chunk_size
+            if ask != self.read_chunk_size and self._grown_read_overshoots(ask):
+                ask = self.read_chunk_size
             try:
-                chunk = read_chunk(chunk_size)
+                chunk = read_chunk(ask)
             except OSError as e:
                 self.close(exc_info=e)
                 if self._is_connreset(e):
@@ -1173,8 +1280,13 @@ class BaseIOStream:
                 return None
             count = len(chunk)
             self._bytes_read += count
-            if count >= chunk_size:
+            if count >= ask:
                 self._maybe_readable = True  # a full chunk: there may well be more behind it
+                if chunk_size == self.read_chunk_size and self._read_growth > 1:
+                    chunk_size = self._grow_read_size()
+            elif chunk_size != self.read_chunk_size:
+                # A short read: the burst is over, back to ordinary reads.
+                chunk_size = self._read_size = self.read_chunk_size
             if buffer._pos == len(buffer._data):
                 buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
                 buffer._pos = 0
@@ -1204,6 +1316,33 @@ class BaseIOStream:
             elif not self._maybe_readable:
                 break  # the kernel had no more: another read would only say EWOULDBLOCK
         return self._find_read_pos()
+
+    def _grow_read_size(self) -> int:
+        """After a read the kernel filled whole: the next reads ask for more (see ``_BULK_READ_FACTOR``)."""
+        # Never more than half the buffer's limit, as for read_chunk_size.
+        size = min(self.read_chunk_size * self._read_growth, self.max_buffer_size // 2)
+        if size > self._read_size:
+            self._read_size = size
+        return self._read_size
+
+    def _grown_read_overshoots(self, size: int) -> bool:
+        """Whether a grown read of ``size`` could take the buffer past the pending read's limit.
+
+        A read that fails on its limit (``max_bytes``, or ``max_buffer_size``) must fail having
+        buffered at most one ``read_chunk_size`` past it, as with ungrown reads; and a ``read_bytes``
+        of a given size leaves less than a chunk behind (what a peer can make a stream hold while
+        the application does not read).  A partial ``read_bytes`` or an unlimited ``read_until`` may
+        leave a grown read's worth: four chunks at most.
+        """
+        limit = self.max_buffer_size
+        kind = self._read_kind
+        if kind == _READ_DELIMITER or kind == _READ_REGEX:
+            max_bytes = self._read_max_bytes
+            if max_bytes is not None and max_bytes < limit:
+                limit = max_bytes
+        elif kind == _READ_BYTES and not self._read_partial and self._read_target < limit:
+            limit = self._read_target
+        return len(self._read_buffer) + size > limit
 
     def _read_into_user_buffer(self) -> Optional[int]:
         """The read loop of ``read_into``: straight into the caller's buffer, never past its end."""
@@ -1540,6 +1679,14 @@ class IOStream(BaseIOStream):
         finally:
             del data
 
+    _gather_writes = hasattr(socket.socket, "sendmsg")
+
+    def _gather_to_fd(self, pieces: list) -> int:
+        if getattr(self.write_to_fd, "__func__", None) is not _socket_write_to_fd:
+            # write_to_fd is replaced (a test, or a subclass): honour it.
+            return self.write_to_fd(b"".join(pieces))  # type: ignore[arg-type]
+        return self.socket.sendmsg(pieces)
+
     def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
         if getattr(self.read_from_fd, "__func__", None) is not _socket_read_from_fd:
             # read_from_fd is replaced (a TLS stream, or a test): honour it.
@@ -1670,6 +1817,7 @@ class IOStream(BaseIOStream):
 
 
 _socket_read_from_fd = IOStream.read_from_fd
+_socket_write_to_fd = IOStream.write_to_fd
 
 
 class PipeIOStream(BaseIOStream):
@@ -1781,6 +1929,10 @@ class SSLIOStream(IOStream):
         "_tls_end",
         "_tls_bulk",
     )
+    _gather_writes = False  # write_to_fd encrypts: corked data is joined first
+    # A TLS read already gathers records up to read_chunk_size; OpenSSL's work per record, not the
+    # number of reads, is what TLS bulk costs.
+    _read_growth = 1
 
     socket: ssl.SSLSocket
 
