@@ -65,11 +65,6 @@ if sys.platform == "darwin":
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
-# How many times ``read_chunk_size`` a stream's reads grow to while the kernel keeps filling them whole
-# (a bulk transfer): one 256 KiB recv costs the kernel less than four of 64 KiB (benchmarks/README.md).
-# A read that comes back short brings the size back to ``read_chunk_size``, so a stream that is not
-# streaming never asks for more (a large recv that returns little costs a large allocation, shrunk).
-_BULK_READ_FACTOR = 4
 # The most a stream holds back ("corks") to send the replies to pipelined requests together.
 _CORK_LIMIT = 64 * 1024
 # Corked data goes out in one ``sendmsg`` of its pieces, rather than joined into one ``bytes`` first,
@@ -383,7 +378,6 @@ class BaseIOStream:
         "io_loop",
         "max_buffer_size",
         "read_chunk_size",
-        "_read_size",
         "_read_buffer",
         "_write_buffer",
         "_total_write_index",
@@ -429,9 +423,6 @@ class BaseIOStream:
     # True when several buffers can be handed to the file in one call (``_gather_to_fd``): a plain
     # socket stream.
     _gather_writes = False
-    # Up to how many times ``read_chunk_size`` reads grow in a bulk transfer (see ``_BULK_READ_FACTOR``).
-    _read_growth = _BULK_READ_FACTOR
-
     # True when ``reading``/``writing`` are this class's own, so their answers can be read straight
     # from the attributes (a TLS stream overrides them to include its handshake).
     _plain_state = True
@@ -454,8 +445,6 @@ class BaseIOStream:
         self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
         # A chunk as large as the whole buffer would overflow it on the first read.
         self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
-        # What the next read from the kernel asks for: read_chunk_size, or more in a bulk transfer.
-        self._read_size = self.read_chunk_size
         if max_write_buffer_size is not None:
             self.max_write_buffer_size = max_write_buffer_size
         self._read_buffer = _ReadBuffer()
@@ -628,8 +617,9 @@ class BaseIOStream:
         buffer = self._read_buffer
         data = buffer._data
         if data and type(data) is bytes and num_bytes > 0 and self._read_future is None:
-            # A bulk stream's reads after a large recv: served straight from the buffer with no read
-            # state set up, as ``read_until`` does.  (A non-empty ``_data`` has unread bytes.)
+            # Enough is buffered already (a peer that sent several messages at once): served
+            # straight from the buffer with no read state set up, as ``read_until`` does.  (A
+            # non-empty ``_data`` has unread bytes.)
             start = buffer._pos
             end = start + num_bytes
             size = len(data)
@@ -1254,18 +1244,14 @@ class BaseIOStream:
         else:
             target = self._read_max_bytes  # None: a delimiter with no limit, or until close
         buffer = self._read_buffer
-        # (An unasked-for read takes one ordinary chunk: what a stream nobody reads may hold is bounded.)
-        chunk_size = self._read_size if kind != _NO_READ else self.read_chunk_size
+        chunk_size = self.read_chunk_size
         read_chunk = self._read_chunk
         # A delimiter search resumes where it stopped, so it is cheap after every chunk; a regex
         # must rescan, so it is tried again only once the data has doubled.
         next_search = 0
         while True:
-            ask = chunk_size
-            if ask != self.read_chunk_size and self._grown_read_overshoots(ask):
-                ask = self.read_chunk_size
             try:
-                chunk = read_chunk(ask)
+                chunk = read_chunk(chunk_size)
             except OSError as e:
                 self.close(exc_info=e)
                 if self._is_connreset(e):
@@ -1280,13 +1266,8 @@ class BaseIOStream:
                 return None
             count = len(chunk)
             self._bytes_read += count
-            if count >= ask:
+            if count >= chunk_size:
                 self._maybe_readable = True  # a full chunk: there may well be more behind it
-                if chunk_size == self.read_chunk_size and self._read_growth > 1:
-                    chunk_size = self._grow_read_size()
-            elif chunk_size != self.read_chunk_size:
-                # A short read: the burst is over, back to ordinary reads.
-                chunk_size = self._read_size = self.read_chunk_size
             if buffer._pos == len(buffer._data):
                 buffer._data = chunk  # adopt it: a read it satisfies whole returns it uncopied
                 buffer._pos = 0
@@ -1298,6 +1279,8 @@ class BaseIOStream:
                     if loc >= 0:
                         return loc + len(self._read_target)
             else:
+                if kind == _READ_DELIMITER and self._finish_line_across(chunk):
+                    return None  # finished here: the line's end was in this chunk
                 buffer.append(chunk)
                 size = len(buffer)
             if size > self.max_buffer_size:
@@ -1317,32 +1300,39 @@ class BaseIOStream:
                 break  # the kernel had no more: another read would only say EWOULDBLOCK
         return self._find_read_pos()
 
-    def _grow_read_size(self) -> int:
-        """After a read the kernel filled whole: the next reads ask for more (see ``_BULK_READ_FACTOR``)."""
-        # Never more than half the buffer's limit, as for read_chunk_size.
-        size = min(self.read_chunk_size * self._read_growth, self.max_buffer_size // 2)
-        if size > self._read_size:
-            self._read_size = size
-        return self._read_size
+    def _finish_line_across(self, chunk: Any) -> bool:
+        """Finishes the pending ``read_until`` whose line began in the buffer and ends in ``chunk``.
 
-    def _grown_read_overshoots(self, size: int) -> bool:
-        """Whether a grown read of ``size`` could take the buffer past the pending read's limit.
-
-        A read that fails on its limit (``max_bytes``, or ``max_buffer_size``) must fail having
-        buffered at most one ``read_chunk_size`` past it, as with ungrown reads; and a ``read_bytes``
-        of a given size leaves less than a chunk behind (what a peer can make a stream hold while
-        the application does not read).  A partial ``read_bytes`` or an unlimited ``read_until`` may
-        leave a grown read's worth: four chunks at most.
+        The line is made with one copy of its own bytes, and the rest of ``chunk`` becomes the
+        buffer as it is, rather than appending the whole chunk to the buffer (a copy of every byte
+        received) and then cutting the line out of it (another).  Only for a one-byte delimiter
+        (none can straddle the boundary), a buffer searched to its end already, and a line within
+        the read's limits; returns False, having changed nothing, otherwise.
         """
-        limit = self.max_buffer_size
-        kind = self._read_kind
-        if kind == _READ_DELIMITER or kind == _READ_REGEX:
-            max_bytes = self._read_max_bytes
-            if max_bytes is not None and max_bytes < limit:
-                limit = max_bytes
-        elif kind == _READ_BYTES and not self._read_partial and self._read_target < limit:
-            limit = self._read_target
-        return len(self._read_buffer) + size > limit
+        buffer = self._read_buffer
+        data = buffer._data
+        start = buffer._pos
+        unread = len(data) - start
+        delimiter = self._read_target
+        if type(data) is not bytes or type(chunk) is not bytes or len(delimiter) != 1 or self._read_scan != unread:
+            return False
+        loc = chunk.find(delimiter)
+        if loc < 0:
+            return False
+        end = loc + 1
+        limit = self._read_max_bytes
+        if (limit is not None and unread + end > limit) or unread + len(chunk) > self.max_buffer_size:
+            return False  # the ordinary path reports these
+        with memoryview(data) as whole, whole[start:] as tail, memoryview(chunk) as fresh, fresh[:end] as head:
+            line = b"".join((tail, head))
+        # The line stands in for the buffer while the read takes it whole, then the chunk's rest is the buffer.
+        buffer._data = line
+        buffer._pos = 0
+        self._finish_read(len(line))
+        if end < len(chunk):
+            buffer._data = chunk
+            buffer._pos = end
+        return True
 
     def _read_into_user_buffer(self) -> Optional[int]:
         """The read loop of ``read_into``: straight into the caller's buffer, never past its end."""
@@ -1421,7 +1411,7 @@ class BaseIOStream:
             if pos is not None:
                 self._finish_read(pos)
                 return
-            if self._closed:
+            if self._closed or self._read_future is None:  # (None: finished inside the loop)
                 return
             state = self._state
         # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
@@ -1930,9 +1920,6 @@ class SSLIOStream(IOStream):
         "_tls_bulk",
     )
     _gather_writes = False  # write_to_fd encrypts: corked data is joined first
-    # A TLS read already gathers records up to read_chunk_size; OpenSSL's work per record, not the
-    # number of reads, is what TLS bulk costs.
-    _read_growth = 1
 
     socket: ssl.SSLSocket
 
