@@ -10,6 +10,11 @@ a shared machine vary by tens of percent.  The client's work is included; it is 
 version of the server being compared.
 
     python benchmarks/path_cost.py pingpong --conns 100 --rounds 1000     # CPU µs per message
+    python benchmarks/path_cost.py bulk --conns 4 --rounds 200            # per 256 KiB round per conn
+
+``bulk`` echoes 256 KiB per connection per round with ``read_bytes(65536, partial=True)``;
+``bulk_lines`` the same bytes as four 64 KiB lines with ``read_until``.  Socketpairs are not TCP, so
+only the user-space (Python) share of a bulk echo is comparable with the suite's.
 
 Instructions per message, the figure benchmarks/README.md quotes (two run lengths, so start-up cancels):
 
@@ -38,10 +43,19 @@ async def echo(stream: IOStream) -> None:
             break
 
 
+async def bulk_echo(stream: IOStream) -> None:
+    while True:
+        try:
+            data = await stream.read_bytes(65536, partial=True)
+            await stream.write(data)
+        except StreamClosedError:
+            break
+
+
 class RoundClient:
     """Raw client sockets on the loop: a round is one payload per socket, the next once all came back."""
 
-    def __init__(self, loop: IOLoop, conns: int, payload: bytes, rounds: int) -> None:
+    def __init__(self, loop: IOLoop, conns: int, payload: bytes, rounds: int, handler: typing.Any = echo) -> None:
         self.loop = loop
         self.payload = payload
         self.rounds_left = rounds
@@ -50,6 +64,7 @@ class RoundClient:
         self.complete = 0
         self.scratch = bytearray(65536)
         self.servers = []
+        self.unsent: typing.Dict[int, memoryview] = {}
         for _ in range(conns):
             server_end, client_end = socket.socketpair()
             client_end.setblocking(False)
@@ -58,14 +73,33 @@ class RoundClient:
             loop.add_handler(client_end.fileno(), self.on_readable, IOLoop.READ)
             stream = IOStream(server_end)
             self.servers.append(stream)
-            loop.spawn_callback(echo, stream)
+            loop.spawn_callback(handler, stream)
 
     def send_round(self) -> None:
-        for sock in self.sockets.values():
-            sock.send(self.payload)
+        for fd, sock in self.sockets.items():
+            sent = sock.send(self.payload)
+            if sent < len(self.payload):  # a bulk payload larger than the socket buffer
+                self.unsent[fd] = memoryview(self.payload)[sent:]
+                self.loop.update_handler(fd, IOLoop.READ | IOLoop.WRITE)
 
     def on_readable(self, fd: int, events: int) -> None:
-        count = self.sockets[fd].recv_into(self.scratch)
+        if events & IOLoop.WRITE:
+            rest = self.unsent[fd]
+            try:
+                sent = self.sockets[fd].send(rest)
+            except BlockingIOError:
+                sent = 0
+            if sent >= len(rest):
+                del self.unsent[fd]
+                self.loop.update_handler(fd, IOLoop.READ)
+            else:
+                self.unsent[fd] = rest[sent:]
+            if not events & IOLoop.READ:
+                return
+        try:
+            count = self.sockets[fd].recv_into(self.scratch)
+        except BlockingIOError:
+            return
         total = self.received[fd] + count
         if total >= len(self.payload):
             total -= len(self.payload)
@@ -89,14 +123,19 @@ class RoundClient:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["pingpong", "pipeline"])
+    parser.add_argument("mode", choices=["pingpong", "pipeline", "bulk", "bulk_lines"])
     parser.add_argument("--conns", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--depth", type=int, default=16, help="lines per connection per round (pipeline)")
     args = parser.parse_args()
     depth = args.depth if args.mode == "pipeline" else 1
     loop = IOLoop(make_current=True)
-    client = RoundClient(loop, args.conns, LINE * depth, args.rounds)
+    if args.mode.startswith("bulk"):
+        line = b"x" * 65535 + b"\n"
+        client = RoundClient(loop, args.conns, line * 4, args.rounds, bulk_echo if args.mode == "bulk" else echo)
+        depth = 4  # four 64 KiB units per round
+    else:
+        client = RoundClient(loop, args.conns, LINE * depth, args.rounds)
     loop.add_callback(client.send_round)
     started = time.process_time()
     loop.start()

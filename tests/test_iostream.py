@@ -1282,3 +1282,152 @@ def test_streams_with_data_waiting_are_read_in_turns(io_loop, kind):
             close_all(*(s for pair in pairs for s in pair))
 
     run(io_loop, main)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bulk transfers: reads that grow while the kernel fills them, and corked replies sent together
+# --------------------------------------------------------------------------------------------------
+
+BULK = bytes(range(256)) * 4096  # 1 MiB that no misplaced slice could reproduce
+
+
+async def _bulk_echo_round_trip(server, client, serve, payload, late_reader=False):
+    """Writes ``payload`` from ``client``, which ``serve(server)`` echoes; returns what came back."""
+    received = []
+
+    async def read_back():
+        if late_reader:
+            await gen.sleep(0.05)  # the echo fills the kernel first: the server's sends come up short
+        got = 0
+        while got < len(payload):
+            chunk = await client.read_bytes(len(payload) - got, partial=True)
+            received.append(chunk)
+            got += len(chunk)
+
+    await gen.multi([client.write(payload), read_back(), serve(server)])
+    return b"".join(received)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair", "unix"])
+@pytest.mark.parametrize("late_reader", [False, True])
+def test_bulk_echo_of_partial_reads_arrives_whole_and_in_order(io_loop, kind, late_reader):
+    # No partial read returns more than it asked for, and the echoed chunks (corked while more
+    # input waits, then sent together, also when the kernel takes only part) come back complete
+    # and in order.
+    async def serve(stream):
+        got = 0
+        while got < len(BULK):
+            data = await stream.read_bytes(65536, partial=True)
+            assert 0 < len(data) <= 65536
+            got += len(data)
+            await stream.write(data)
+
+    async def main():
+        server, client = await make_pair(kind)
+        try:
+            assert await _bulk_echo_round_trip(server, client, serve, BULK, late_reader) == BULK
+        finally:
+            close_all(server, client)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair"])
+@pytest.mark.parametrize("late_reader", [False, True])
+def test_bulk_echo_of_large_lines_arrives_whole_and_in_order(io_loop, kind, late_reader):
+    # 64 KiB lines streamed back to back: most reads from the kernel hold several lines and end in
+    # the middle of one; every read_until still returns exactly one line.
+    lines = [bytes([65 + i % 26]) * 65535 + b"\n" for i in range(16)]
+    payload = b"".join(lines)
+
+    async def serve(stream):
+        for line in lines:
+            data = await stream.read_until(b"\n")
+            assert data == line
+            await stream.write(data)
+
+    async def main():
+        server, client = await make_pair(kind)
+        try:
+            assert await _bulk_echo_round_trip(server, client, serve, payload, late_reader) == payload
+        finally:
+            close_all(server, client)
+
+    run(io_loop, main)
+
+
+def test_bulk_transfer_into_a_small_buffer_limit(io_loop):
+    # A transfer 64 times max_buffer_size, read a chunk at a time while the kernel keeps every read
+    # full: the stream never buffers past its limit (which would close it).
+    async def main():
+        reader, writer = await make_pair("tcp4", max_buffer_size=4 * 4096, read_chunk_size=4096)
+        try:
+            payload = BULK[: 256 * 1024]
+            writing = writer.write(payload)
+            got = []
+            while sum(map(len, got)) < len(payload):
+                got.append(await reader.read_bytes(4096))
+            await writing
+            assert b"".join(got) == payload
+            assert not reader.closed()
+        finally:
+            close_all(reader, writer)
+
+    run(io_loop, main)
+
+
+def test_read_bytes_served_from_the_buffer_is_a_done_future(io_loop):
+    # After one kernel read of several messages, the reads it satisfies finish before read_bytes
+    # returns, with exactly the bytes asked for (partial or not); later reads still wait for data.
+    async def main():
+        reader, writer = await make_pair("socketpair")
+        try:
+            await writer.write(b"a" * 100 + b"b" * 100)
+            first = await reader.read_bytes(10)
+            assert first == b"a" * 10
+            rest_of_a = reader.read_bytes(90)
+            assert rest_of_a.done() and rest_of_a.result() == b"a" * 90
+            partial = reader.read_bytes(1000, partial=True)
+            assert partial.done() and partial.result() == b"b" * 100
+            pending = reader.read_bytes(5)
+            assert not pending.done()
+            await writer.write(b"12345")
+            assert await pending == b"12345"
+        finally:
+            close_all(reader, writer)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "socketpair", "pipe"])
+def test_read_until_line_begun_in_buffer_and_ended_in_next_read(io_loop, kind):
+    # The line's start waits in the buffer, its end arrives with more data behind it: the read gets
+    # exactly the line, the rest is kept in order; the same with a two-byte delimiter split between
+    # the reads, and a max_bytes the joined line exceeds still closes the stream.
+    async def main():
+        reader, writer = await make_pair(kind)
+        try:
+            pending = reader.read_until(b"\n")
+            await writer.write(b"abc")
+            await gen.sleep(0.01)
+            assert not pending.done()
+            await writer.write(b"def\nghi\njk")
+            assert await pending == b"abcdef\n"
+            assert await reader.read_until(b"\n") == b"ghi\n"
+            split = reader.read_until(b"\r\n")
+            await writer.write(b"\r")
+            await gen.sleep(0.01)
+            await writer.write(b"\nrest")
+            assert await split == b"jk\r\n"
+            assert await reader.read_bytes(4) == b"rest"
+            limited = reader.read_until(b"\n", max_bytes=5)
+            await writer.write(b"1234")
+            await gen.sleep(0.01)
+            await writer.write(b"5\n")
+            with pytest.raises(StreamClosedError):
+                await limited
+            assert isinstance(reader.error, UnsatisfiableReadError)
+        finally:
+            close_all(reader, writer)
+
+    run(io_loop, main)

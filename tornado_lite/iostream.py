@@ -67,6 +67,11 @@ _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
 # The most a stream holds back ("corks") to send the replies to pipelined requests together.
 _CORK_LIMIT = 64 * 1024
+# Corked data goes out in one ``sendmsg`` of its pieces, rather than joined into one ``bytes`` first,
+# when the pieces are few and large (a bulk echo's 64 KiB chunks): the join would copy every byte
+# once more.  Many small pieces (pipelined replies) are cheaper joined.
+_GATHER_MIN = 16 * 1024
+_GATHER_PIECES = 8
 
 # The kinds of pending read (``BaseIOStream._read_kind``).
 _NO_READ = 0
@@ -415,6 +420,9 @@ class BaseIOStream:
     # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
     _plain_handle_write = True
 
+    # True when several buffers can be handed to the file in one call (``_gather_to_fd``): a plain
+    # socket stream.
+    _gather_writes = False
     # True when ``reading``/``writing`` are this class's own, so their answers can be read straight
     # from the attributes (a TLS stream overrides them to include its handshake).
     _plain_state = True
@@ -606,6 +614,30 @@ class BaseIOStream:
         """Reads ``num_bytes`` bytes; with ``partial``, resolves as soon as any (at most that many) arrive."""
         if type(num_bytes) is not int and not isinstance(num_bytes, numbers.Integral):
             raise TypeError(f"num_bytes must be an integer, not {type(num_bytes).__name__}")
+        buffer = self._read_buffer
+        data = buffer._data
+        if data and type(data) is bytes and num_bytes > 0 and self._read_future is None:
+            # Enough is buffered already (a peer that sent several messages at once): served
+            # straight from the buffer with no read state set up, as ``read_until`` does.  (A
+            # non-empty ``_data`` has unread bytes.)
+            start = buffer._pos
+            end = start + num_bytes
+            size = len(data)
+            if end <= size or partial:
+                if end < size:
+                    result = data[start:end]
+                    buffer._pos = end
+                else:
+                    result = data if start == 0 else data[start:]
+                    buffer._data = b""
+                    buffer._pos = 0
+                done: Future[bytes] = _new_object(_ResolvedFuture)
+                done._result = result
+                done._loop = None
+                state = self._state
+                if (state is None or state == _ERROR) and self._close_callback is not None:
+                    self._maybe_add_error_listener()
+                return done
         if self._read_future is not None:
             self._start_read()  # raises the right error
         future: Future[bytes] = Future()
@@ -718,6 +750,9 @@ class BaseIOStream:
                 if self.max_write_buffer_size is None and size <= _CORK_LIMIT:
                     # The usual end of a pipelined batch (its last request read): one send for all.
                     cork.append(data if type(data) is bytes else bytes(data))
+                    if size >= _GATHER_MIN and len(cork) <= _GATHER_PIECES and self._gather_writes:
+                        # Large pieces (a bulk echo's chunks): handed over together without joining.
+                        return self._write_gathered_now(cork, _CORK_LIMIT - self._cork_room + size)
                     joined = b"".join(cork)
                     return self._write_now(joined, len(joined))
                 # Corked bytes count as sent for the caller: they go to the kernel first rather than
@@ -802,6 +837,58 @@ class BaseIOStream:
         self._watch_write()
         return future
 
+    def _gather_to_fd(self, pieces: list) -> int:
+        """Writes as much of the buffers ``pieces`` (in order) as the file takes now, in one call.
+
+        Only for classes that set ``_gather_writes``; the count written, like ``write_to_fd``.
+        """
+        raise NotImplementedError()
+
+    def _write_gathered_now(self, pieces: list, size: int) -> "Future[None]":
+        """``_write_now`` for several ``bytes`` pieces (``size`` in all), sent without joining them."""
+        try:
+            sent = self._gather_to_fd(pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self._total_write_index += size
+            self._on_write_error(e)
+            future: Future[None] = Future()
+            future.set_exception(StreamClosedError(real_error=self.error))
+            future.exception()  # looked at: the caller learns of it from the stream, if at all
+            return future
+        self._bytes_written += sent
+        if sent >= size:
+            written: Future[None] = _new_object(_WrittenFuture)
+            written._loop = None
+            state = self._state
+            if (state is None or state == _ERROR) and self._close_callback is not None:
+                self._maybe_add_error_listener()
+            return written
+        self._total_write_index += size
+        self._total_write_done_index += sent
+        self._queue_unsent(pieces, sent)
+        future = Future()
+        future._loop = self.io_loop
+        self._queue_write_future(future)
+        self._watch_write()
+        return future
+
+    def _queue_unsent(self, pieces: list, sent: int) -> None:
+        """Queues what the kernel refused of ``pieces`` (the first ``sent`` bytes went out)."""
+        buffer = self._write_buffer
+        if buffer is None:
+            buffer = self._write_buffer = _StreamBuffer()
+        for piece in pieces:
+            if sent >= len(piece):
+                sent -= len(piece)
+            elif sent:
+                with memoryview(piece) as view:
+                    buffer.append(view[sent:])
+                sent = 0
+            else:
+                buffer.append(piece)
+
     def _flush_cork(self) -> None:
         """Sends the replies ``write`` held back ("corked") this pass, before the loop polls.
 
@@ -819,10 +906,20 @@ class BaseIOStream:
 
     def _send_cork(self, cork: list) -> None:
         """Hands the corked replies to the kernel; what it refuses is queued (the write buffer is empty)."""
-        data = cork[0] if len(cork) == 1 else b"".join(cork)
-        size = len(data)
+        pieces = len(cork)
+        if pieces == 1:
+            data = cork[0]
+        elif pieces <= _GATHER_PIECES and self._gather_writes and len(cork[0]) >= _GATHER_MIN:
+            data = cork  # few large pieces: gathered by the kernel rather than joined here
+        else:
+            data = b"".join(cork)
         try:
-            sent = self.write_to_fd(data)  # type: ignore[arg-type]
+            if data is cork:
+                size = sum(map(len, cork))
+                sent = self._gather_to_fd(cork)
+            else:
+                size = len(data)
+                sent = self.write_to_fd(data)  # type: ignore[arg-type]
         except BlockingIOError:
             sent = 0
         except OSError as e:
@@ -832,11 +929,7 @@ class BaseIOStream:
         if sent < size:
             self._total_write_index += size
             self._total_write_done_index += sent
-            buffer = self._write_buffer
-            if buffer is None:
-                buffer = self._write_buffer = _StreamBuffer()
-            with memoryview(data) as view:
-                buffer.append(view[sent:])
+            self._queue_unsent(cork if data is cork else [data], sent)
             self._watch_write()
 
     def _watch_write(self) -> None:
@@ -1186,6 +1279,8 @@ class BaseIOStream:
                     if loc >= 0:
                         return loc + len(self._read_target)
             else:
+                if kind == _READ_DELIMITER and self._finish_line_across(chunk):
+                    return None  # finished here: the line's end was in this chunk
                 buffer.append(chunk)
                 size = len(buffer)
             if size > self.max_buffer_size:
@@ -1204,6 +1299,40 @@ class BaseIOStream:
             elif not self._maybe_readable:
                 break  # the kernel had no more: another read would only say EWOULDBLOCK
         return self._find_read_pos()
+
+    def _finish_line_across(self, chunk: Any) -> bool:
+        """Finishes the pending ``read_until`` whose line began in the buffer and ends in ``chunk``.
+
+        The line is made with one copy of its own bytes, and the rest of ``chunk`` becomes the
+        buffer as it is, rather than appending the whole chunk to the buffer (a copy of every byte
+        received) and then cutting the line out of it (another).  Only for a one-byte delimiter
+        (none can straddle the boundary), a buffer searched to its end already, and a line within
+        the read's limits; returns False, having changed nothing, otherwise.
+        """
+        buffer = self._read_buffer
+        data = buffer._data
+        start = buffer._pos
+        unread = len(data) - start
+        delimiter = self._read_target
+        if type(data) is not bytes or type(chunk) is not bytes or len(delimiter) != 1 or self._read_scan != unread:
+            return False
+        loc = chunk.find(delimiter)
+        if loc < 0:
+            return False
+        end = loc + 1
+        limit = self._read_max_bytes
+        if (limit is not None and unread + end > limit) or unread + len(chunk) > self.max_buffer_size:
+            return False  # the ordinary path reports these
+        with memoryview(data) as whole, whole[start:] as tail, memoryview(chunk) as fresh, fresh[:end] as head:
+            line = b"".join((tail, head))
+        # The line stands in for the buffer while the read takes it whole, then the chunk's rest is the buffer.
+        buffer._data = line
+        buffer._pos = 0
+        self._finish_read(len(line))
+        if end < len(chunk):
+            buffer._data = chunk
+            buffer._pos = end
+        return True
 
     def _read_into_user_buffer(self) -> Optional[int]:
         """The read loop of ``read_into``: straight into the caller's buffer, never past its end."""
@@ -1282,7 +1411,7 @@ class BaseIOStream:
             if pos is not None:
                 self._finish_read(pos)
                 return
-            if self._closed:
+            if self._closed or self._read_future is None:  # (None: finished inside the loop)
                 return
             state = self._state
         # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
@@ -1540,6 +1669,14 @@ class IOStream(BaseIOStream):
         finally:
             del data
 
+    _gather_writes = hasattr(socket.socket, "sendmsg")
+
+    def _gather_to_fd(self, pieces: list) -> int:
+        if getattr(self.write_to_fd, "__func__", None) is not _socket_write_to_fd:
+            # write_to_fd is replaced (a test, or a subclass): honour it.
+            return self.write_to_fd(b"".join(pieces))  # type: ignore[arg-type]
+        return self.socket.sendmsg(pieces)
+
     def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
         if getattr(self.read_from_fd, "__func__", None) is not _socket_read_from_fd:
             # read_from_fd is replaced (a TLS stream, or a test): honour it.
@@ -1670,6 +1807,7 @@ class IOStream(BaseIOStream):
 
 
 _socket_read_from_fd = IOStream.read_from_fd
+_socket_write_to_fd = IOStream.write_to_fd
 
 
 class PipeIOStream(BaseIOStream):
@@ -1781,6 +1919,7 @@ class SSLIOStream(IOStream):
         "_tls_end",
         "_tls_bulk",
     )
+    _gather_writes = False  # write_to_fd encrypts: corked data is joined first
 
     socket: ssl.SSLSocket
 

@@ -2,6 +2,7 @@
 
 The line echo is the documentation's TCPServer example (``read_until(b"\\n")`` then
 ``await stream.write``); the bulk echo is the same loop with ``read_bytes(65536, partial=True)``.
+``bulk_lines`` is the line echo again, fed 64 KiB lines (asyncio streams get a read limit that fits them).
 ``--stack`` picks where ``IOLoop``/``TCPServer``/``StreamClosedError`` come from:
 
   tornado_lite     tornado_lite's own loop
@@ -110,8 +111,10 @@ def run_asyncio_streams(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> 
 
     async def main() -> None:
         handler = bulk_echo if mode == "bulk" else line_echo
+        # asyncio's readuntil refuses a line near its 64 KiB default limit: bulk_lines lines are 64 KiB.
+        limit = 1 << 20 if mode == "bulk_lines" else 1 << 16
         server = await asyncio.start_server(
-            handler, "127.0.0.1", 0, family=socket.AF_INET, backlog=BACKLOG, ssl=ssl_ctx
+            handler, "127.0.0.1", 0, family=socket.AF_INET, backlog=BACKLOG, ssl=ssl_ctx, limit=limit
         )
         announce(server.sockets[0].getsockname()[1])
         await asyncio.Event().wait()  # run until killed
@@ -139,7 +142,7 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     parser.add_argument(
         "--stack", required=True, choices=["tornado_lite", "tornado", "tornado-uvloop", "asyncio-streams"]
     )
-    parser.add_argument("--mode", default="line", choices=["line", "bulk"])
+    parser.add_argument("--mode", default="line", choices=["line", "bulk", "bulk_lines"])
     parser.add_argument("--certfile")
     parser.add_argument("--keyfile")
     parser.add_argument("--check", action="store_true", help="only import the stack, then exit")
