@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test test-epoll test-selectors lint compat bench bench-quick bench-wrk soak clean
+.PHONY: test test-epoll test-selectors lint compat compat-asyncio bench bench-quick bench-wrk soak clean
 
 $(STAMP): setup.cfg setup.py requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ $(COMPAT_STAMP): setup.cfg setup.py tests/compat/requirements.txt
 
 compat: $(COMPAT_STAMP)
 	$(COMPAT_PY) tests/compat/run_compat.py --impl $(IMPL) --report-dir docs/compat $(COMPAT_ARGS)
+	@if [ "$(IMPL)" = lite ]; then $(MAKE) --no-print-directory compat-asyncio; fi
+
+# CPython's own asyncio tests (test.test_asyncio: tasks, locks, queues, timeouts, wait_for, task groups,
+# runners, futures, the loop API ...) on tornado_lite's loop through the asyncio bridge's policy, on both
+# pollers.  Skips with a message where the Python build leaves test.test_asyncio out.
+compat-asyncio: $(COMPAT_STAMP)
+	$(COMPAT_PY) tests/compat/run_asyncio_compat.py --report docs/compat/asyncio-compat-report.md
+	TORNADO_LITE_POLLER=selectors $(COMPAT_PY) tests/compat/run_asyncio_compat.py \
+		--report docs/compat/asyncio-compat-report-selectors.md
 
 # The benchmark suite (benchmarks/README.md): tornado_lite next to Tornado on asyncio, Tornado on uvloop and
 # asyncio streams, in its own venv (tornado/uvloop are there for comparison only).  Results go to

@@ -125,3 +125,31 @@ def test_chat_serves_its_page(chat: int) -> None:
     answer = get(chat, "/")
     assert status_of(answer) == 200
     assert b"new WebSocket" in answer
+
+
+@pytest.fixture
+def asyncio_web_app() -> Iterator[int]:
+    server = ServerProcess(launch("asyncio_web_app.py"))
+    try:
+        yield int(server.expect(r"listening on http://127\.0\.0\.1:(\d+)/").group(1))
+    finally:
+        server.kill()
+
+
+def test_asyncio_run_web_app_serves_pages_and_asyncio_handlers(asyncio_web_app: int) -> None:
+    # Tornado's documented asyncio.run(main()) form: the handler's asyncio.sleep/gather run on the same loop.
+    answer = get(asyncio_web_app, "/")
+    assert status_of(answer) == 200 and answer.endswith(b"\r\n\r\nHello, world")
+    answer = get(asyncio_web_app, "/sum")
+    assert status_of(answer) == 200
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"sum": 6, "same_loop": True}
+
+
+def test_asyncio_run_web_app_echoes_websocket_messages(asyncio_web_app: int) -> None:
+    sock = websocket_handshake(asyncio_web_app, "/ws")
+    try:
+        for text in ("one", "two", "ünï"):
+            sock.sendall(masked_frame(0x1, text.encode()))
+            assert read_frame(sock) == (0x1, ("echo: " + text).encode())
+    finally:
+        sock.close()
