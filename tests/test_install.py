@@ -385,3 +385,51 @@ def test_the_shims_functions_on_tornado_lites_loop() -> None:
         """
     )
     assert out.strip() == "ok"
+
+
+# -- the asyncio bridge comes with asyncio --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first_import",
+    ["import asyncio", "import tornado.platform.asyncio", "import tornado_lite.platform.asyncio", "import tornado.web"],
+)
+def test_the_asyncio_bridge_is_installed_when_asyncio_is_first_imported(first_import: str) -> None:
+    out = run_ok(
+        f"""
+        import sys, tornado_lite
+        tornado_lite.install()
+        assert "asyncio" not in sys.modules
+        {first_import}
+        import asyncio
+        from tornado_lite.platform import asyncio as bridge
+        assert bridge.is_installed()
+
+        async def main():
+            import tornado.ioloop
+            await asyncio.sleep(0.001)
+            return tornado.ioloop.IOLoop.current().asyncio_loop is asyncio.get_running_loop()
+
+        print(asyncio.run(main()))
+        """
+    )
+    assert out.strip() == "True"
+
+
+def test_install_after_asyncio_was_imported_installs_the_bridge_at_once() -> None:
+    out = run_ok(
+        """
+        import asyncio, concurrent.futures, tornado_lite
+        tornado_lite.install()
+        from tornado_lite.platform import asyncio as bridge
+        from tornado_lite.concurrent import Future
+        assert bridge.is_installed()
+        cancelled = Future()
+        cancelled.cancel()
+        try:
+            cancelled.result()
+        except asyncio.CancelledError as exc:  # a tornado_lite cancellation, as asyncio's
+            print(isinstance(exc, concurrent.futures.CancelledError))
+        """
+    )
+    assert out.strip() == "True"

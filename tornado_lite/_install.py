@@ -22,7 +22,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tornado_lite import gen
 from tornado_lite.concurrent import Future
@@ -99,7 +99,7 @@ class AsyncioShim:
 
     ``sleep``, ``ensure_future``, ``create_task`` and ``current_task`` act on tornado_lite's loop and
     tasks.  Every other attribute is the real asyncio module's, ``CancelledError`` included: a Tornado
-    module imports asyncio, so the asyncio bridge is installed with it (see ``_BridgeOnImportLoader``),
+    module imports asyncio, so the asyncio bridge is installed with it (see ``_ThenLoader``),
     and from then on a cancelled tornado_lite task raises the bridge's ``CancelledError``, a subclass of
     both asyncio's and ``concurrent.futures``'.  (A tuple of both classes would not do: Tornado writes
     ``except (Exception, asyncio.CancelledError)``, and Python refuses a tuple nested in ``except``.)
@@ -156,57 +156,43 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self._own_spec
 
 
-class _HTTPLayerLoader(importlib.abc.Loader):
-    """Runs one of Tornado's own modules with its real loader, then applies the asyncio shim."""
+class _ThenLoader(importlib.abc.Loader):
+    """Runs a module with its real loader, then does one thing to it (``after(module)``).
 
-    def __init__(self, real: Any) -> None:
+    The three uses: a module of Tornado's HTTP layer gets the asyncio shim; the stdlib's asyncio, once it
+    has run, gets tornado_lite's asyncio bridge installed on it (so ``asyncio.run()`` and Tornado's own
+    asyncio calls run on tornado_lite's loop, while a program that never imports asyncio loads none);
+    and the bridge module, imported under install(), installs itself once it is whole.  The module keeps
+    its real loader afterwards, as if this one had never been there.
+    """
+
+    def __init__(self, real: Any, after: Callable[[types.ModuleType], None]) -> None:
         self._real = real
+        self._after = after
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
         return self._real.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self._real
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._real
         self._real.exec_module(module)
-        _shim_asyncio_global(module)
+        self._after(module)
 
     def __getattr__(self, name: str) -> Any:
         # get_source, get_resource_reader, is_package ... are the real loader's.
         return getattr(self._real, name)
 
 
-class _BridgeOnImportLoader(importlib.abc.Loader):
-    """Runs the stdlib's asyncio package, then installs tornado_lite's asyncio bridge on it.
-
-    So ``asyncio.run()``, asyncio's primitives and Tornado's own asyncio call sites run on tornado_lite's
-    loop as soon as anything imports asyncio, while a program that never does loads no asyncio at all.
-    """
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
-        return self._real.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        # The package keeps its real loader, as if this one had never been there.
-        module.__loader__ = self._real
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._real
-        self._real.exec_module(module)
-        _install_asyncio_bridge()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 _BRIDGE = "tornado_lite.platform.asyncio"
 
 
-def _install_asyncio_bridge() -> None:
+def _install_asyncio_bridge(_asyncio: Any = None) -> None:
     loading = sys.modules.get(_BRIDGE)
     if loading is not None and not hasattr(loading, "install"):
-        # The bridge's own first line imported asyncio: it is half made, and _BridgeModuleLoader installs
-        # it once it is whole.
+        # The bridge's own first line imported asyncio: it is half made, and installs itself once whole
+        # (_install_the_bridge, after it has run).
         return
     # Lazy: the bridge imports asyncio, which only it may do, and only once something asked for asyncio.
     from tornado_lite.platform import asyncio as bridge
@@ -214,24 +200,8 @@ def _install_asyncio_bridge() -> None:
     bridge.install()
 
 
-class _BridgeModuleLoader(importlib.abc.Loader):
-    """Runs ``tornado_lite.platform.asyncio`` itself, then installs it (it was imported under install())."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
-        return self._real.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self._real
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._real
-        self._real.exec_module(module)
-        module.install()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+def _install_the_bridge(bridge: types.ModuleType) -> None:
+    bridge.install()
 
 
 class _StandInPackageLoader(importlib.abc.Loader):
@@ -285,9 +255,9 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
         if fullname == "tornado":
             return self._package_spec(path, target)
         if fullname == "asyncio":
-            return self._asyncio_spec(fullname, path, target, _BridgeOnImportLoader)
+            return self._asyncio_spec(fullname, path, target, _install_asyncio_bridge)
         if fullname == _BRIDGE:
-            return self._asyncio_spec(fullname, path, target, _BridgeModuleLoader)
+            return self._asyncio_spec(fullname, path, target, _install_the_bridge)
         if not fullname.startswith("tornado."):
             return None
         sub = fullname[len("tornado.") :]
@@ -302,7 +272,7 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
         if spec is None:
             return None
         if "." not in sub and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _HTTPLayerLoader(spec.loader)
+            spec.loader = _ThenLoader(spec.loader, _shim_asyncio_global)
         return spec
 
     def _package_spec(
@@ -314,12 +284,16 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader("tornado", _StandInPackageLoader(), is_package=True)  # type: ignore
 
     def _asyncio_spec(
-        self, fullname: str, path: Optional[Sequence[str]], target: Optional[types.ModuleType], wrapper: Any
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]],
+        target: Optional[types.ModuleType],
+        after: Callable[[types.ModuleType], None],
     ) -> Optional[importlib.machinery.ModuleSpec]:
         """The spec of asyncio or of the bridge, with a loader that installs the bridge once it has run."""
         spec = self._real_spec(fullname, path, target)
         if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = wrapper(spec.loader)
+            spec.loader = _ThenLoader(spec.loader, after)
         return spec
 
     def _optional_spec(self, fullname: str, target: str) -> importlib.machinery.ModuleSpec:
