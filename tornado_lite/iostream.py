@@ -115,7 +115,7 @@ def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
         # us to look at the failure at once: one per closed connection, the read that saw the EOF.
         future._exception = StreamClosedError(real_error=error)
         future._state = _FINISHED
-        if future._callbacks:
+        if future._callbacks is not None:
             future._schedule_callbacks()
         return
     if not future.done():
