@@ -1417,6 +1417,12 @@ class BaseIOStream:
         # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
         if state is None or not state & _READ:
             self._add_io_state(_READ)
+        if not self.io_loop._dispatching:
+            # The turn taken above cannot matter any more: this read ends only in a later poll's
+            # dispatch, so the next new read comes in a later pass anyway.  -1 is a cached small int,
+            # where a pass number over 256 is an int object kept by every idle connection (~31 B).
+            # (Parked inside a dispatch, the same dispatch may still end it: the turn must stay.)
+            self._read_pass = -1
 
     def _may_read_this_pass(self) -> bool:
         """Whether a new read may go to the kernel now rather than wait for the poller.
