@@ -20,11 +20,12 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from tornado_lite import gen
+from tornado_lite import gen, util
 from tornado_lite.concurrent import Future
 
 # Tornado's module name (after "tornado.") -> the tornado_lite module that replaces it.
@@ -166,12 +167,39 @@ class _HTTPLayerLoader(importlib.abc.Loader):
         return self._real.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        _use_tornado_speedups()
         self._real.exec_module(module)
         _shim_asyncio_global(module)
 
     def __getattr__(self, name: str) -> Any:
         # get_source, get_resource_reader, is_package ... are the real loader's.
         return getattr(self._real, name)
+
+
+_speedups_looked_for = False
+
+
+def _use_tornado_speedups() -> None:
+    """Once, before the first module of Tornado's HTTP layer runs: its C websocket mask, if it has one.
+
+    ``tornado.util`` is ours, so Tornado's own choice of mask is never made; ``tornado.websocket``
+    copies the name when it runs, so the swap comes before any HTTP-layer module does.  The
+    environment variables that make Tornado use its pure-Python mask are honoured the same way.
+    """
+    global _speedups_looked_for
+    if _speedups_looked_for:
+        return
+    _speedups_looked_for = True  # first: importing tornado.speedups comes back through this loader
+    if os.environ.get("TORNADO_NO_EXTENSION") or os.environ.get("TORNADO_EXTENSION") == "0":
+        return
+    try:
+        # Lazy: the real Tornado, which only its HTTP layer needs (and is being imported right now).
+        from tornado.speedups import websocket_mask
+    except ImportError:
+        if os.environ.get("TORNADO_EXTENSION") == "1":
+            raise
+        return
+    util.use_websocket_mask(websocket_mask)
 
 
 class _BridgeOnImportLoader(importlib.abc.Loader):
