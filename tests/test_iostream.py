@@ -609,9 +609,10 @@ def test_reading_writing_closed_flags_and_fileno(io_loop):
     run(io_loop, main)
 
 
-def test_set_nodelay(io_loop):
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_set_nodelay(io_loop, kind):
     async def main():
-        rs, ws = await make_pair("tcp4")
+        rs, ws = await make_pair(kind)
         try:
             ws.set_nodelay(True)
             assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
