@@ -234,6 +234,87 @@ def test_remove_done_callback(io_loop) -> None:
     run(io_loop, main)
 
 
+def test_removing_the_only_done_callback_then_adding_others(io_loop) -> None:
+    async def main():
+        fut = Future()
+        calls = []
+
+        def cb(f):
+            calls.append("cb")
+
+        def other(f):
+            calls.append("other")
+
+        fut.add_done_callback(cb)
+        assert fut.remove_done_callback(other) == 0  # not the one registered: cb stays
+        assert fut.remove_done_callback(cb) == 1
+        assert fut.remove_done_callback(cb) == 0
+        fut.add_done_callback(other)
+        fut.add_done_callback(cb)
+        assert fut.remove_done_callback(other) == 1  # one of two removed: the other still runs
+        fut.add_done_callback(other)
+        fut.set_result(None)
+        await next_pass()
+        assert calls == ["cb", "other"]
+
+    run(io_loop, main)
+
+
+def test_failure_and_cancel_reach_the_one_callback_left_after_a_removal(io_loop) -> None:
+    async def main():
+        seen = []
+
+        def unwanted(f):
+            seen.append("unwanted")
+
+        failed = Future()
+        failed.add_done_callback(unwanted)
+        failed.add_done_callback(lambda f: seen.append(type(f.exception())))
+        failed.remove_done_callback(unwanted)
+        failed.set_exception(ZeroDivisionError())
+        cancelled = Future()
+        cancelled.add_done_callback(unwanted)
+        cancelled.add_done_callback(lambda f: seen.append(f.cancelled()))
+        cancelled.remove_done_callback(unwanted)
+        cancelled.cancel()
+        emptied = Future()
+        emptied.add_done_callback(unwanted)
+        emptied.remove_done_callback(unwanted)
+        emptied.cancel()
+        await next_pass()
+        assert seen == [ZeroDivisionError, True]
+
+    run(io_loop, main)
+
+
+def test_coroutines_and_plain_callbacks_waiting_on_one_future_all_run(io_loop) -> None:
+    # A coroutine waiting alone, then joined by a plain callback and a second coroutine; and a plain
+    # callback first, then a coroutine: every waiter is woken, in the order it started waiting.
+    async def main():
+        order = []
+
+        async def waiter(fut, name):
+            order.append((name, await fut))
+
+        first = Future()
+        a = gen.convert_yielded(waiter(first, "a"))
+        await next_pass()
+        first.add_done_callback(lambda f: order.append(("cb1", f.result())))
+        b = gen.convert_yielded(waiter(first, "b"))
+        await next_pass()
+        first.set_result(1)
+        await gen.multi([a, b])
+        second = Future()
+        second.add_done_callback(lambda f: order.append(("cb2", f.result())))
+        c = gen.convert_yielded(waiter(second, "c"))
+        await next_pass()
+        second.set_result(2)
+        await c
+        return order
+
+    assert run(io_loop, main) == [("a", 1), ("cb1", 1), ("b", 1), ("cb2", 2), ("c", 2)]
+
+
 def test_done_callback_exception_is_logged_and_loop_goes_on(io_loop, caplog) -> None:
     async def main():
         fut = Future()
@@ -266,6 +347,21 @@ def test_without_a_loop_callbacks_run_at_once() -> None:
     fut.add_done_callback(calls.append)
     fut.set_result(1)
     assert calls == [fut]
+
+
+@lite_only
+def test_without_a_loop_one_or_several_callbacks_run_at_once_on_failure_and_cancel() -> None:
+    IOLoop.clear_current()
+    calls = []
+    failed = Future()
+    failed.add_done_callback(calls.append)
+    failed.set_exception(ValueError())
+    cancelled = Future()
+    cancelled.add_done_callback(calls.append)
+    cancelled.add_done_callback(calls.append)
+    cancelled.cancel()
+    assert calls == [failed, cancelled, cancelled]
+    assert isinstance(failed.exception(), ValueError)
 
 
 def test_done_callback_from_another_thread_wakes_the_loop(io_loop) -> None:

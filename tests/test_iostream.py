@@ -609,9 +609,10 @@ def test_reading_writing_closed_flags_and_fileno(io_loop):
     run(io_loop, main)
 
 
-def test_set_nodelay(io_loop):
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_set_nodelay(io_loop, kind):
     async def main():
-        rs, ws = await make_pair("tcp4")
+        rs, ws = await make_pair(kind)
         try:
             ws.set_nodelay(True)
             assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
@@ -1258,16 +1259,17 @@ def test_start_tls_after_a_corked_reply_sends_it_in_the_clear_first(io_loop):
 
 
 @pytest.mark.parametrize("kind", ["tcp4", "socketpair", "pipe"])
-def test_streams_with_data_waiting_are_read_in_turns(io_loop, kind):
+@pytest.mark.parametrize("readers_first", [False, True])
+def test_streams_with_data_waiting_are_read_in_turns(io_loop, kind, readers_first):
     # Two streams with plenty waiting in the kernel: a coroutine reading one of them must not take
     # it all before the other gets a turn (each stream reads from the kernel once per loop pass).
+    # readers_first: each reader's first read waits for the loop before any data comes, and the
+    # turns must hold just the same once that parked read has ended.
     chunk = 4096
 
     async def main():
         pairs = [await make_pair(kind, read_chunk_size=chunk) for _ in range(2)]
         try:
-            for _, ws in pairs:
-                await ws.write(b"x" * (16 * chunk))  # resolved once all of it is in the kernel
             order = []
 
             async def drain(index, rs):
@@ -1275,7 +1277,19 @@ def test_streams_with_data_waiting_are_read_in_turns(io_loop, kind):
                     assert len(await rs.read_bytes(chunk)) == chunk
                     order.append(index)
 
-            await gen.multi([drain(0, pairs[0][0]), drain(1, pairs[1][0])])
+            async def write_all():
+                for _, ws in pairs:
+                    await ws.write(b"x" * (16 * chunk))  # resolved once all of it is in the kernel
+
+            if readers_first:
+                drains = [gen.convert_yielded(drain(i, pairs[i][0])) for i in range(2)]
+                await gen.sleep(0.01)  # both reads parked, waiting for the loop
+                assert order == []
+                await write_all()
+                await gen.multi(drains)
+            else:
+                await write_all()
+                await gen.multi([drain(0, pairs[0][0]), drain(1, pairs[1][0])])
             switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
             assert switches >= 8, order
         finally:

@@ -20,11 +20,12 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from tornado_lite import gen
+from tornado_lite import gen, util
 from tornado_lite.concurrent import Future
 
 # Tornado's module name (after "tornado.") -> the tornado_lite module that replaces it.
@@ -159,6 +160,8 @@ class _AliasLoader(importlib.abc.Loader):
 class _ThenLoader(importlib.abc.Loader):
     """Runs a module with its real loader, then does one thing to it (``after(module)``).
 
+    (``before()``, if given, runs first: the HTTP layer's modules pick Tornado's C websocket mask there.)
+
     The three uses: a module of Tornado's HTTP layer gets the asyncio shim; the stdlib's asyncio, once it
     has run, gets tornado_lite's asyncio bridge installed on it (so ``asyncio.run()`` and Tornado's own
     asyncio calls run on tornado_lite's loop, while a program that never imports asyncio loads none);
@@ -166,14 +169,22 @@ class _ThenLoader(importlib.abc.Loader):
     its real loader afterwards, as if this one had never been there.
     """
 
-    def __init__(self, real: Any, after: Callable[[types.ModuleType], None]) -> None:
+    def __init__(
+        self,
+        real: Any,
+        after: Callable[[types.ModuleType], None],
+        before: Optional[Callable[[], None]] = None,
+    ) -> None:
         self._real = real
         self._after = after
+        self._before = before
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
         return self._real.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
+        if self._before is not None:
+            self._before()
         module.__loader__ = self._real
         if module.__spec__ is not None:
             module.__spec__.loader = self._real
@@ -183,6 +194,32 @@ class _ThenLoader(importlib.abc.Loader):
     def __getattr__(self, name: str) -> Any:
         # get_source, get_resource_reader, is_package ... are the real loader's.
         return getattr(self._real, name)
+
+
+_speedups_looked_for = False
+
+
+def _use_tornado_speedups() -> None:
+    """Once, before the first module of Tornado's HTTP layer runs: its C websocket mask, if it has one.
+
+    ``tornado.util`` is ours, so Tornado's own choice of mask is never made; ``tornado.websocket``
+    copies the name when it runs, so the swap comes before any HTTP-layer module does.  The
+    environment variables that make Tornado use its pure-Python mask are honoured the same way.
+    """
+    global _speedups_looked_for
+    if _speedups_looked_for:
+        return
+    _speedups_looked_for = True  # first: importing tornado.speedups comes back through this loader
+    if os.environ.get("TORNADO_NO_EXTENSION") or os.environ.get("TORNADO_EXTENSION") == "0":
+        return
+    try:
+        # Lazy: the real Tornado, which only its HTTP layer needs (and is being imported right now).
+        from tornado.speedups import websocket_mask
+    except ImportError:
+        if os.environ.get("TORNADO_EXTENSION") == "1":
+            raise
+        return
+    util.use_websocket_mask(websocket_mask)
 
 
 _BRIDGE = "tornado_lite.platform.asyncio"
@@ -272,7 +309,7 @@ class TornadoFinder(importlib.abc.MetaPathFinder):
         if spec is None:
             return None
         if "." not in sub and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _ThenLoader(spec.loader, _shim_asyncio_global)
+            spec.loader = _ThenLoader(spec.loader, _shim_asyncio_global, before=_use_tornado_speedups)
         return spec
 
     def _package_spec(

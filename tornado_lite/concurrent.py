@@ -115,7 +115,10 @@ class Future(typing.Generic[_T]):
         self._state = _PENDING
         self._result: Any = None
         self._exception: Optional[BaseException] = None
-        self._callbacks: Optional[list] = None
+        # None, the one done-callback itself, or a list of two or more: most futures have a single
+        # waiter, and a list of one would cost 64 B more per idle connection (its pending read).
+        # (Typed Any: the hot paths tell the shapes apart with ``type(...) is list``, which mypy cannot narrow.)
+        self._callbacks: Any = None
         self._loop: Any = None
         self._logger: Optional[_UnretrievedException] = None
 
@@ -204,11 +207,16 @@ class Future(typing.Generic[_T]):
         self._result = result
         self._state = _FINISHED
         callbacks = self._callbacks
-        if callbacks:
+        if callbacks is not None:
             # _schedule_callbacks, inlined: every read that a coroutine waited for ends here.
             self._callbacks = None
             loop = self._loop
-            if loop is not None:
+            if type(callbacks) is not list:
+                if loop is not None:
+                    loop._schedule_future_callback(callbacks, self)
+                else:
+                    callbacks(self)
+            elif loop is not None:
                 loop._schedule_future_callbacks(callbacks, self)
             else:
                 for fn in callbacks:
@@ -225,14 +233,14 @@ class Future(typing.Generic[_T]):
         self._exception = exception
         self._state = _FINISHED
         self._logger = _UnretrievedException(exception)
-        if self._callbacks:
+        if self._callbacks is not None:
             self._schedule_callbacks()
 
     def cancel(self, msg: Any = None) -> bool:
         if self._state != _PENDING:
             return False
         self._state = _CANCELLED
-        if self._callbacks:
+        if self._callbacks is not None:
             self._schedule_callbacks()
         return True
 
@@ -248,28 +256,42 @@ class Future(typing.Generic[_T]):
             if loop is None:
                 fn(self)
             else:
-                loop._schedule_future_callbacks((fn,), self)
+                loop._schedule_future_callback(fn, self)
             return
-        if self._callbacks is None:
-            self._callbacks = [fn]
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._callbacks = fn
+        elif type(callbacks) is list:
+            callbacks.append(fn)
         else:
-            self._callbacks.append(fn)
+            self._callbacks = [callbacks, fn]
 
     def remove_done_callback(self, fn: Callable[["Future[_T]"], Any]) -> int:
         callbacks = self._callbacks
-        if not callbacks:
+        if callbacks is None:
             return 0
+        if type(callbacks) is not list:
+            if callbacks != fn:
+                return 0
+            self._callbacks = None
+            return 1
         kept = [cb for cb in callbacks if cb != fn]
         removed = len(callbacks) - len(kept)
-        self._callbacks = kept
+        self._callbacks = kept if len(kept) > 1 else (kept[0] if kept else None)
         return removed
 
     def _schedule_callbacks(self) -> None:
         callbacks = self._callbacks
         self._callbacks = None
         loop = self._loop
+        if type(callbacks) is not list:
+            if loop is None:
+                callbacks(self)
+            else:
+                loop._schedule_future_callback(callbacks, self)
+            return
         if loop is None:
-            for fn in callbacks:  # type: ignore[union-attr]
+            for fn in callbacks:
                 fn(self)
             return
         loop._schedule_future_callbacks(callbacks, self)

@@ -237,9 +237,11 @@ class _Task(Future):
                     # Future.add_done_callback, inlined for the common case (one of ours, loop known).
                     callbacks = future._callbacks
                     if callbacks is None:
-                        future._callbacks = [self._step]
-                    else:
+                        future._callbacks = self._step  # one waiter is kept bare, with no list
+                    elif type(callbacks) is list:
                         callbacks.append(self._step)
+                    else:
+                        future._callbacks = [callbacks, self._step]
                 else:
                     future.add_done_callback(self._step)
                 if self._must_cancel and future.cancel():

@@ -931,6 +931,13 @@ class IOLoop(Configurable):
     def spawn_callback(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
         self.add_callback(callback, *args, **kwargs)
 
+    def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
+        # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
+        self._callbacks.append((callback, (future,)))
+        ident = self._thread_ident
+        if ident is not None and ident != _get_ident():
+            self._waker.wake()
+
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
         # Called by Future when it resolves with callbacks waiting: all run on a later pass.
         append = self._callbacks.append
