@@ -588,3 +588,31 @@ def test_policy_threads_and_any_thread_policy() -> None:
         print(results["plain"], results["explicit"], results["any thread"])
         """)
     assert out.strip() == "RuntimeError (True, 'ran') (True, 'ran')"
+
+
+def test_add_thread_selector_event_loop_wraps_a_loop() -> None:
+    # Tornado's name for its Windows helper; tornado_lite's loop has add_reader already, so the wrapper only
+    # hands calls on.  Also on Tornado, where it really adds a selector thread.
+    out = run_program("""
+        platform = importlib.import_module(IMPL + ".platform.asyncio")
+        real = asyncio.new_event_loop()
+        loop = platform.AddThreadSelectorEventLoop(real)
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        a, b = socket.socketpair()
+        got = []
+
+        def on_readable():
+            got.append(a.recv(10))
+            loop.remove_reader(a.fileno())
+            loop.stop()
+
+        loop.add_reader(a.fileno(), on_readable)
+        b.send(b"ping")
+        loop.call_later(10, loop.stop)
+        loop.run_forever()
+        print(got, loop.run_until_complete(asyncio.sleep(0, "slept")))
+        loop.close()
+        a.close()
+        b.close()
+        """)
+    assert out.strip() == "[b'ping'] slept"
