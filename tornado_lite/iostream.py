@@ -809,16 +809,12 @@ class BaseIOStream:
         except BlockingIOError:
             sent = 0
         except OSError as e:
-            self._total_write_index += size
-            self._on_write_error(e)
-            future: Future[None] = Future()
-            future.set_exception(StreamClosedError(real_error=self.error))
-            future.exception()  # looked at: the caller learns of it from the stream, if at all
-            return future
+            return self._direct_write_failed(e, size)
         self._bytes_written += sent
         if sent >= size:
             # All in the kernel: done before returning.  (Both write indices would move by
-            # ``size``; only their difference matters, so neither is touched.)
+            # ``size``; only their difference matters, so neither is touched.)  Inline, not a shared
+            # helper with _write_gathered_now: this is every reply's path.
             written: Future[None] = _new_object(_WrittenFuture)
             written._loop = None
             state = self._state
@@ -827,17 +823,23 @@ class BaseIOStream:
             return written
         # The kernel is full: queue the rest (a view of a large payload, not a copy) and wait
         # until the file is writable again.
+        return self._wait_for_unsent([data], size, sent)
+
+    def _direct_write_failed(self, error: OSError, size: int) -> "Future[None]":
+        """A direct write's send failed: the stream closes, and the write's future fails with it."""
+        self._total_write_index += size
+        self._on_write_error(error)
+        future: Future[None] = Future()
+        future.set_exception(StreamClosedError(real_error=self.error))
+        future.exception()  # looked at: the caller learns of it from the stream, if at all
+        return future
+
+    def _wait_for_unsent(self, pieces: list, size: int, sent: int) -> "Future[None]":
+        """A direct write the kernel took ``sent`` of ``size`` bytes of: queue the rest, wait to flush it."""
         self._total_write_index += size
         self._total_write_done_index += sent
-        buffer = self._write_buffer
-        if buffer is None:
-            buffer = self._write_buffer = _StreamBuffer()
-        if sent:
-            with memoryview(data) as view:
-                buffer.append(view[sent:])
-        else:
-            buffer.append(data)
-        future = Future()
+        self._queue_unsent(pieces, sent)
+        future: Future[None] = Future()
         future._loop = self.io_loop
         self._queue_write_future(future)
         self._watch_write()
@@ -857,12 +859,7 @@ class BaseIOStream:
         except BlockingIOError:
             sent = 0
         except OSError as e:
-            self._total_write_index += size
-            self._on_write_error(e)
-            future: Future[None] = Future()
-            future.set_exception(StreamClosedError(real_error=self.error))
-            future.exception()  # looked at: the caller learns of it from the stream, if at all
-            return future
+            return self._direct_write_failed(e, size)
         self._bytes_written += sent
         if sent >= size:
             written: Future[None] = _new_object(_WrittenFuture)
@@ -871,14 +868,7 @@ class BaseIOStream:
             if (state is None or state == _ERROR) and self._close_callback is not None:
                 self._maybe_add_error_listener()
             return written
-        self._total_write_index += size
-        self._total_write_done_index += sent
-        self._queue_unsent(pieces, sent)
-        future = Future()
-        future._loop = self.io_loop
-        self._queue_write_future(future)
-        self._watch_write()
-        return future
+        return self._wait_for_unsent(pieces, size, sent)
 
     def _queue_unsent(self, pieces: list, sent: int) -> None:
         """Queues what the kernel refused of ``pieces`` (the first ``sent`` bytes went out)."""
