@@ -33,32 +33,14 @@ import sys
 import time
 import typing
 
+from loadgen import self_cpu, server_cpu  # the same CPU accounting as the echo load generator
+
 RECV = 65536
 WRK_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_wrk.lua")
 WS_KEY = base64.b64encode(b"tornado_lite-ben").decode()  # any 16 bytes: the generator checks only the 101
 WS_MASK = b"\x12\x34\x56\x78"
 
 
-def self_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds used by every thread of pid so far, or -1 when /proc cannot tell."""
-    if not pid:
-        return -1.0
-    total = 0.0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0]) * 1e-9
-            except (OSError, ValueError, IndexError):
-                pass
-    except OSError:
-        return -1.0
-    return total
 
 
 def masked_text_frame(payload: bytes) -> bytes:
