@@ -401,18 +401,7 @@ class LoadGen:
 
     def run(self, args: typing.List[str], tls: bool, cpu: typing.Optional[int], timeout: float) -> Run:
         cmd = (self.tls if tls else self.plain) + args
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=_pin(cpu), cwd=ROOT)
-        _children.append(p)
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-            return {"error": f"load generator timed out after {timeout:.0f} s"}
-        finally:
-            _children.remove(p)
-        return _parse_result(out, err, p.returncode)
+        return run_load_generator(cmd, cpu, timeout)
 
     def idle(self, args: typing.List[str], cpu: typing.Optional[int], timeout: float,
              on_ready: typing.Callable[[], typing.Any]) -> typing.Tuple[Run, typing.Any]:
@@ -440,6 +429,22 @@ class LoadGen:
                 p.kill()
                 p.wait()
             _children.remove(p)
+
+
+def run_load_generator(cmd: typing.List[str], cpu: typing.Optional[int], timeout: float) -> "Run":
+    """Runs one load generator (pinned to ``cpu``) to its end, or kills it after ``timeout``; its result."""
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_pin(cpu), cwd=ROOT)
+    _children.append(p)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        return {"error": f"load generator timed out after {timeout:.0f} s"}
+    finally:
+        _children.remove(p)
+    return _parse_result(out, err, p.returncode)
 
 
 def _parse_result(out: bytes, err: bytes, status: int) -> Run:
@@ -644,18 +649,7 @@ class HttpBench:
     def run_http_loadgen(self, args: typing.List[str], timeout: float) -> Run:
         ws_c = self.ws_client if args[:2] == ["--mode", "ws"] else None
         cmd = ([ws_c] if ws_c else [sys.executable, HTTP_LOADGEN]) + args
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=_pin(self.client_cpu), cwd=ROOT)
-        _children.append(p)
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-            return {"error": f"load generator timed out after {timeout:.0f} s"}
-        finally:
-            _children.remove(p)
-        return _parse_result(out, err, p.returncode)
+        return run_load_generator(cmd, self.client_cpu, timeout)
 
     def run_http_scenario(self, sc: HttpScenario, progress: "Progress") -> typing.Dict[str, typing.Any]:
         cfg = self.cfg
