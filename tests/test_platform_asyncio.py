@@ -616,3 +616,30 @@ def test_add_thread_selector_event_loop_wraps_a_loop() -> None:
         b.close()
         """)
     assert out.strip() == "[b'ping'] slept"
+
+
+def test_implicit_current_loop_is_the_ioloop_of_asyncios_loop() -> None:
+    # Tornado's IOLoop.current() in a thread with no loop is the IOLoop of asyncio's current loop (an
+    # AsyncIOMainLoop), while IOLoop() is an AsyncIOLoop; also when the program configured AsyncIOLoop itself.
+    out = run_program("""
+        from_asyncio = importlib.import_module(IMPL + ".platform.asyncio")
+        implicit = IOLoop.current()
+        print(type(implicit).__name__, type(IOLoop(make_current=False)).__name__)
+        print(implicit is IOLoop.current(), implicit.asyncio_loop is asyncio.get_event_loop())
+
+        def in_thread():
+            # a thread of its own: asyncio has no loop there, and neither has IOLoop.current(instance=False);
+            # IOLoop.current() makes one
+            print(IOLoop.current(instance=False) is None, type(IOLoop.current()).__name__)
+            IOLoop.current().close()
+
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        IOLoop.configure(from_asyncio.AsyncIOLoop)
+        IOLoop.clear_current()
+        asyncio.set_event_loop(None)
+        print(type(IOLoop.current()).__name__)
+        """)
+    assert out.split("\n")[:4] == [
+        "AsyncIOMainLoop AsyncIOLoop", "True True", "True AsyncIOMainLoop", "AsyncIOMainLoop"]

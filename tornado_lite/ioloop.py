@@ -507,6 +507,17 @@ class _Watchdog:
 _local = threading.local()
 _get_ident = threading.get_ident
 
+# What IOLoop.current() calls to make the loop of a thread that has none: None means ``IOLoop()``.
+# The asyncio bridge (a layer above, so it cannot be imported here) sets its own: in Tornado the
+# implicit loop is the IOLoop of asyncio's current loop, an ``AsyncIOMainLoop``, not an ``IOLoop()``.
+_implicit_loop_maker: Optional[Callable[[], "IOLoop"]] = None
+
+
+def _set_implicit_loop_maker(maker: Optional[Callable[[], "IOLoop"]]) -> None:
+    """A hook for the asyncio bridge: ``maker()`` makes IOLoop.current()'s implicit loop (None: ``IOLoop()``)."""
+    global _implicit_loop_maker
+    _implicit_loop_maker = maker
+
 
 def _current_or_none() -> Optional["IOLoop"]:
     return getattr(_local, "loop", None)
@@ -580,7 +591,7 @@ class IOLoop(Configurable):
         """The thread's current loop: the running one, or the one made current; created if needed."""
         loop = getattr(_local, "loop", None)
         if loop is None and instance:
-            loop = IOLoop()
+            loop = IOLoop() if _implicit_loop_maker is None else _implicit_loop_maker()
         return loop
 
     def make_current(self) -> None:

@@ -48,6 +48,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from tornado_lite import concurrent as tl_concurrent
 from tornado_lite import gen
+from tornado_lite import ioloop as tl_ioloop
 from tornado_lite.concurrent import Future
 from tornado_lite.ioloop import IOLoop
 
@@ -1090,6 +1091,28 @@ def _patch_asyncio() -> None:
                 cls.__aexit__ = _normalise_cancelled(cls.__aexit__)  # type: ignore[method-assign]
 
 
+def _make_implicit_loop() -> IOLoop:
+    """The loop ``IOLoop.current()`` makes for a thread with none, as Tornado makes it: the IOLoop of
+    asyncio's current loop (an ``AsyncIOMainLoop``), while ``IOLoop`` is configured to the bridge's class.
+
+    Where asyncio has no loop for this thread (another thread, or after ``set_event_loop(None)``), a new
+    one is made, as Tornado does.  Where asyncio's loop is of another implementation, or the program
+    configured a class of its own, ``IOLoop()``.
+    """
+    if IOLoop.configured_class() is not AsyncIOLoop or not is_installed():
+        return IOLoop()
+    try:
+        asyncio_loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        # The policy's pending loop is the one AsyncIOMainLoop's asyncio.get_event_loop() then finds.
+        asyncio_loop = _local.pending = TornadoLiteEventLoop()
+    if not isinstance(asyncio_loop, TornadoLiteEventLoop):
+        return IOLoop()
+    if asyncio_loop._ioloop is not None:
+        return asyncio_loop._ioloop
+    return AsyncIOMainLoop()
+
+
 def install() -> None:
     """Runs asyncio on tornado_lite's loop from now on, in this process (idempotent).
 
@@ -1107,6 +1130,7 @@ def install() -> None:
     _installed = True
     if IOLoop.configured_class() is IOLoop:
         IOLoop.configure(AsyncIOLoop)
+    tl_ioloop._set_implicit_loop_maker(_make_implicit_loop)
     tl_concurrent._set_asyncio_hooks(CancelledError, _asyncio_loop_for)
     gen._set_cancellation_types((concurrent.futures.CancelledError, asyncio.CancelledError))
     _patch_asyncio()
