@@ -71,6 +71,7 @@ if sys.platform == "darwin":
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
+_DEFAULT_CAPPED_CHUNK_SIZE = min(_DEFAULT_READ_CHUNK_SIZE, _DEFAULT_MAX_BUFFER_SIZE // 2)
 # The most a stream holds back ("corks") to send the replies to pipelined requests together.
 _CORK_LIMIT = 64 * 1024
 # Corked data goes out in one ``sendmsg`` of its pieces, rather than joined into one ``bytes`` first,
@@ -448,12 +449,19 @@ class BaseIOStream:
         max_write_buffer_size: Optional[int] = None,
     ) -> None:
         self.io_loop = IOLoop.current()
-        self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
-        # A chunk as large as the whole buffer would overflow it on the first read.
-        self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
+        if max_buffer_size is None and read_chunk_size is None:
+            self.max_buffer_size = _DEFAULT_MAX_BUFFER_SIZE  # (every accepted connection)
+            self.read_chunk_size = _DEFAULT_CAPPED_CHUNK_SIZE
+        else:
+            self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
+            # A chunk as large as the whole buffer would overflow it on the first read.
+            self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
         if max_write_buffer_size is not None:
             self.max_write_buffer_size = max_write_buffer_size
-        self._read_buffer = _ReadBuffer()
+        # _ReadBuffer() without the call of its constructor (one per connection).
+        read_buffer = self._read_buffer = _new_object(_ReadBuffer)
+        read_buffer._data = b""
+        read_buffer._pos = 0
         # The write side is allocated on first need: most writes go straight to the kernel.
         self._write_buffer: Optional[_StreamBuffer] = None
         self._total_write_index = 0
@@ -1031,19 +1039,29 @@ class BaseIOStream:
 
     def _signal_closed(self) -> None:
         error = self.error
-        failing = []
         future = self._read_future
         if future is not None:
-            failing.append(future)
             self._read_future = None
-            self._clear_read_state()
-        if self._write_futures:
-            failing.extend(future for _, future in self._write_futures)
-            self._write_futures.clear()
-        if self._connect_future is not None:
-            failing.append(self._connect_future)
-            self._connect_future = None
-        for future in failing:
+            # _clear_read_state, inline (a closed connection's pending read is the usual case).
+            self._read_kind = _NO_READ
+            self._read_target = None
+            self._read_max_bytes = None
+            self._read_partial = False
+            if self._user_buffer is not None:
+                self._user_buffer = None
+                self._user_filled = 0
+        if self._write_futures or self._connect_future is not None:
+            # Failed in this order: the read, the writes (oldest first), the connect.
+            failing = [] if future is None else [future]
+            if self._write_futures:
+                failing.extend(future for _, future in self._write_futures)
+                self._write_futures.clear()
+            if self._connect_future is not None:
+                failing.append(self._connect_future)
+                self._connect_future = None
+            for future in failing:
+                _fail_closed(future, error)
+        elif future is not None:
             _fail_closed(future, error)
         ssl_future = self._ssl_connect_future
         if ssl_future is not None:
@@ -1640,8 +1658,11 @@ class IOStream(BaseIOStream):
 
     def __init__(self, socket: socket.socket, *args: Any, **kwargs: Any) -> None:
         self.socket = socket
-        self.socket.setblocking(False)
-        super().__init__(*args, **kwargs)
+        socket.setblocking(False)
+        if args or kwargs or type(self) is not IOStream:
+            super().__init__(*args, **kwargs)
+        else:
+            BaseIOStream.__init__(self)  # every accepted connection: no super object, no argument packing
 
     def fileno(self) -> Any:
         return self.socket
