@@ -458,10 +458,7 @@ class BaseIOStream:
             self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
         if max_write_buffer_size is not None:
             self.max_write_buffer_size = max_write_buffer_size
-        # _ReadBuffer() without the call of its constructor (one per connection).
-        read_buffer = self._read_buffer = _new_object(_ReadBuffer)
-        read_buffer._data = b""
-        read_buffer._pos = 0
+        self._read_buffer = _ReadBuffer()
         # The write side is allocated on first need: most writes go straight to the kernel.
         self._write_buffer: Optional[_StreamBuffer] = None
         self._total_write_index = 0
