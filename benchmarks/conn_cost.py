@@ -13,6 +13,11 @@ fixed time, so that instruction and syscall counts are per connection whatever t
   tornado       the same on real Tornado (asyncio), to read its profile next to ours
   bare          the floor: a pure-Python epoll loop (accept, register, recv, send, close) with no
                 framework at all
+  lite-loop     tornado_lite's IOLoop and accept handler serving raw sockets (no stream)
+  lite-stream   the same with an IOStream per connection, echoing by done-callbacks (no TCPServer)
+
+``--handler callbacks`` runs the tornado_lite/tornado echo with done-callbacks instead of a coroutine.
+Instructions per connection of these steps, by difference, give each layer's share.
 
 Instructions per connection (two run lengths, so start-up cancels)::
 
@@ -56,7 +61,9 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-def serve_tornado_style(stack: str, sock: socket.socket, conns: int, started: typing.Callable[[], None]) -> None:
+def serve_tornado_style(
+    stack: str, sock: socket.socket, conns: int, started: typing.Callable[[], None], handler: str = "coroutine"
+) -> None:
     if stack == "tornado":
         from tornado.ioloop import IOLoop
         from tornado.iostream import StreamClosedError
@@ -80,8 +87,80 @@ def serve_tornado_style(stack: str, sock: socket.socket, conns: int, started: ty
             if done[0] == conns:
                 loop.stop()
 
-    server = EchoServer()
+    class CallbackEchoServer(TCPServer):  # type: ignore[misc, valid-type]
+        """The same echo with done-callbacks instead of a coroutine: the cost of the task, by difference."""
+
+        def handle_stream(self, stream: typing.Any, address: typing.Any) -> None:
+            def on_line(future: typing.Any) -> None:
+                try:
+                    data = future.result()
+                except StreamClosedError:
+                    done[0] += 1
+                    if done[0] == conns:
+                        loop.stop()
+                    return
+                stream.write(data)
+                stream.read_until(b"\n").add_done_callback(on_line)
+
+            stream.read_until(b"\n").add_done_callback(on_line)
+
+    server = CallbackEchoServer() if handler == "callbacks" else EchoServer()
     server.add_sockets([sock])
+    loop.add_callback(started)
+    loop.start()
+
+
+def serve_layers(stack: str, sock: socket.socket, conns: int, started: typing.Callable[[], None]) -> None:
+    """tornado_lite's loop and accept handler, with IOStream (``lite-stream``) or raw sockets (``lite-loop``).
+
+    Steps between ``bare`` and ``tornado_lite``, to tell the layers' shares apart by difference.
+    """
+    from tornado_lite.ioloop import IOLoop
+    from tornado_lite.iostream import IOStream, StreamClosedError
+    from tornado_lite.netutil import add_accept_handler
+
+    loop = IOLoop.current()
+    done = [0]
+
+    def finished() -> None:
+        done[0] += 1
+        if done[0] == conns:
+            loop.stop()
+
+    def serve_stream(connection: socket.socket, address: typing.Any) -> None:
+        stream = IOStream(connection)
+
+        def on_line(future: typing.Any) -> None:
+            try:
+                data = future.result()
+            except StreamClosedError:
+                finished()
+                return
+            stream.write(data)
+            stream.read_until(b"\n").add_done_callback(on_line)
+
+        stream.read_until(b"\n").add_done_callback(on_line)
+
+    def serve_raw(connection: socket.socket, address: typing.Any) -> None:
+        connection.setblocking(False)
+
+        def on_readable(fd: typing.Any, events: int) -> None:
+            try:
+                data = connection.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                connection.send(data)
+                return
+            loop.remove_handler(connection)
+            connection.close()
+            finished()
+
+        loop.add_handler(connection, on_readable, IOLoop.READ)
+
+    add_accept_handler(sock, serve_stream if stack == "lite-stream" else serve_raw)
     loop.add_callback(started)
     loop.start()
 
@@ -125,10 +204,14 @@ def serve_bare(sock: socket.socket, conns: int, started: typing.Callable[[], Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", choices=["tornado_lite", "tornado", "bare"], default="tornado_lite")
+    parser.add_argument(
+        "--stack", choices=["tornado_lite", "tornado", "bare", "lite-loop", "lite-stream"], default="tornado_lite"
+    )
     parser.add_argument("--conns", type=int, default=2000, help="connections to serve, then stop")
     parser.add_argument("--clients", type=int, default=8, help="connections in flight at once")
     parser.add_argument("--build-dir", default="/tmp/conn_cost_build")
+    parser.add_argument("--handler", choices=["coroutine", "callbacks"], default="coroutine",
+                        help="the echo as the suite's coroutine, or as done-callbacks (no task)")
     parser.add_argument("--external-client", action="store_true", help="print the port; start no client")
     args = parser.parse_args()
     sock = listening_socket()
@@ -152,8 +235,10 @@ def main() -> None:
     try:
         if args.stack == "bare":
             serve_bare(sock, args.conns, started)
+        elif args.stack.startswith("lite-"):
+            serve_layers(args.stack, sock, args.conns, started)
         else:
-            serve_tornado_style(args.stack, sock, args.conns, started)
+            serve_tornado_style(args.stack, sock, args.conns, started, args.handler)
     finally:
         for proc in child:
             proc.send_signal(signal.SIGKILL)
