@@ -1039,16 +1039,10 @@ class BaseIOStream:
         future = self._read_future
         if future is not None:
             self._read_future = None
-            # _clear_read_state, inline (a closed connection's pending read is the usual case).
-            self._read_kind = _NO_READ
-            self._read_target = None
-            self._read_max_bytes = None
-            self._read_partial = False
-            if self._user_buffer is not None:
-                self._user_buffer = None
-                self._user_filled = 0
+            self._clear_read_state()
         if self._write_futures or self._connect_future is not None:
-            # Failed in this order: the read, the writes (oldest first), the connect.
+            # Failed in this order: the read, the writes (oldest first), the connect.  (Usually there
+            # is only the read: a closed connection's handler waiting for its next request.)
             failing = [] if future is None else [future]
             if self._write_futures:
                 failing.extend(future for _, future in self._write_futures)
