@@ -4,8 +4,10 @@ A developer's tool for the ``connrate`` row (``make bench`` is the real suite). 
 server: it serves exactly ``--conns`` connections (connect, one line echoed, close by the client),
 then stops.  The client is benchmarks/loadgen.c in ``connrate`` mode (8 at once, as in the suite),
 built into ``--build-dir`` and run as a child, or run by you (``--external-client``: the port is
-printed as ``LISTENING <port>``) so that ``strace -f`` sees the server alone.  A fixed count, not a
-fixed time, so that instruction and syscall counts are per connection whatever the machine does.
+printed as ``LISTENING <port>``) so that a tracer of this process sees the server alone.  A fixed
+count, not a fixed time, so that instruction and syscall counts are per connection whatever the
+machine does.  It prints the server's own CPU (user and system) per connection on stderr; on a
+shared machine that figure moves by 10-20% between runs, the counts below by under 1%.
 
 ``--stack``:
 
@@ -21,14 +23,17 @@ Instructions per connection of these steps, by difference, give each layer's sha
 
 Instructions per connection (two run lengths, so start-up cancels)::
 
-    for n in 500 2500; do valgrind --tool=callgrind --callgrind-out-file=cg.$n \\
+    for n in 400 2400; do valgrind --tool=callgrind --callgrind-out-file=cg.$n \\
         python benchmarks/conn_cost.py --conns $n; done
-    # (totals of cg.2500 - totals of cg.500) / 2000
+    # (totals of cg.2400 - totals of cg.400) / 2000
 
-Syscalls per connection::
+Syscalls per connection, by kernel tracepoints (strace slows the server so much that the client's
+close is always there before the server reads again, which changes the syscall pattern)::
 
-    python benchmarks/conn_cost.py --conns 2000 --external-client > port.txt &   # then loadgen
-    # or simply: strace -c -f -o trace python benchmarks/conn_cost.py --conns 2000 --strace-safe
+    perf stat -x, -e 'syscalls:sys_enter_*' python benchmarks/conn_cost.py --conns 20000 \
+        --external-client > port.txt &
+    loadgen --mode connrate --port $(awk '{print $2}' port.txt) --conns 8 --warmup 0 --duration 600 &
+    # stop the load generator once the server has exited; counts / 20000
 """
 
 import argparse
