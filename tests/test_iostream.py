@@ -20,6 +20,7 @@ from tornado_lite import gen
 from tornado_lite.concurrent import Future
 from tornado_lite.ioloop import IOLoop
 from tornado_lite.iostream import (
+    BaseIOStream,
     IOStream,
     PipeIOStream,
     StreamBufferFullError,
@@ -1443,5 +1444,105 @@ def test_read_until_line_begun_in_buffer_and_ended_in_next_read(io_loop, kind):
             assert isinstance(reader.error, UnsatisfiableReadError)
         finally:
             close_all(reader, writer)
+
+    run(io_loop, main)
+
+
+# -- construction and close order (issue 15, connection rate) --------------------------------------
+
+
+def test_iostream_init_runs_a_cooperative_base_between_it_and_basestream(io_loop):
+    # IOStream's __init__ takes a shortcut for IOStream itself; a subclass whose MRO puts another
+    # class between IOStream and BaseIOStream must still have that class's __init__ run, with the
+    # arguments IOStream did not take (Tornado passes them on with super()).
+    seen = []
+
+    class Recording(BaseIOStream):
+        def __init__(self, *args, **kwargs):
+            seen.append((args, kwargs))
+            super().__init__(*args, **kwargs)
+
+    class MixedStream(IOStream, Recording):
+        pass
+
+    a, b = socket.socketpair()
+    try:
+        first = MixedStream(a)
+        second = MixedStream(b, max_buffer_size=1000)
+        assert seen == [((), {}), ((), {"max_buffer_size": 1000})]
+        assert first.max_buffer_size == 100 * 1024 * 1024 and first.read_chunk_size == 64 * 1024
+        assert second.max_buffer_size == 1000 and second.read_chunk_size == 500
+    finally:
+        a.close()
+        b.close()
+
+
+def test_iostream_defaults_match_explicit_none_and_socket_is_nonblocking(io_loop):
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        plain = IOStream(pairs[0][0])
+        explicit = IOStream(pairs[1][0], max_buffer_size=None, read_chunk_size=None)
+        positional = IOStream(pairs[2][0], None, None, None)
+        for stream in (plain, explicit, positional):
+            assert stream.max_buffer_size == 100 * 1024 * 1024
+            assert stream.read_chunk_size == 64 * 1024
+            assert stream.max_write_buffer_size is None
+            assert stream.socket.gettimeout() == 0.0  # made non-blocking
+            assert stream.io_loop is io_loop
+            assert not stream.closed() and not stream.reading() and not stream.writing()
+        # Zero means "the default", as in Tornado; a chunk is at most half the buffer.
+        small = IOStream(pairs[0][1], max_buffer_size=0, read_chunk_size=0)
+        assert small.max_buffer_size == 100 * 1024 * 1024 and small.read_chunk_size == 64 * 1024
+        capped = IOStream(pairs[1][1], max_buffer_size=4096, read_chunk_size=1 << 20)
+        assert capped.read_chunk_size == 2048
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_close_fails_read_then_writes_then_runs_close_callback(io_loop):
+    # The order in which a close reports: the pending read, the pending writes oldest first (each
+    # with StreamClosedError whose real_error is the close's cause), then the close callback.
+    async def main():
+        a, b = socket.socketpair()
+        stream = IOStream(a)
+        events = []
+        stream.set_close_callback(lambda: events.append("callback"))
+        read = stream.read_bytes(10)
+        big = b"x" * (8 * 1024 * 1024)  # more than the socket buffers hold: the writes stay pending
+        first = stream.write(big)
+        second = stream.write(b"tail")
+        assert not first.done() and not second.done()
+        read.add_done_callback(lambda f: events.append("read"))
+        first.add_done_callback(lambda f: events.append("write 1"))
+        second.add_done_callback(lambda f: events.append("write 2"))
+        cause = ConnectionResetError(errno.ECONNRESET, "reset for the test")
+        stream.close(exc_info=cause)
+        for future in (read, first, second):
+            with pytest.raises(StreamClosedError) as info:
+                await future
+            assert info.value.real_error is cause
+        await gen.sleep(0.01)
+        assert events == ["read", "write 1", "write 2", "callback"]
+        assert stream.error is cause
+        b.close()
+
+    run(io_loop, main)
+
+
+def test_close_with_only_a_read_pending_fails_it_and_clears_the_read(io_loop):
+    async def main():
+        a, b = socket.socketpair()
+        stream = IOStream(a)
+        read = stream.read_until(b"\n", max_bytes=100)
+        assert stream.reading()
+        b.close()  # the peer's EOF closes the stream
+        with pytest.raises(StreamClosedError) as info:
+            await read
+        assert info.value.real_error is None and stream.error is None
+        assert stream.closed() and not stream.reading()
+        with pytest.raises(StreamClosedError):
+            await stream.read_until(b"\n")  # a new read after the close fails at once
 
     run(io_loop, main)

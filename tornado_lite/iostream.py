@@ -71,6 +71,7 @@ if sys.platform == "darwin":
 
 _DEFAULT_MAX_BUFFER_SIZE = 100 * 1024 * 1024
 _DEFAULT_READ_CHUNK_SIZE = 64 * 1024
+_DEFAULT_CAPPED_CHUNK_SIZE = min(_DEFAULT_READ_CHUNK_SIZE, _DEFAULT_MAX_BUFFER_SIZE // 2)
 # The most a stream holds back ("corks") to send the replies to pipelined requests together.
 _CORK_LIMIT = 64 * 1024
 # Corked data goes out in one ``sendmsg`` of its pieces, rather than joined into one ``bytes`` first,
@@ -448,9 +449,13 @@ class BaseIOStream:
         max_write_buffer_size: Optional[int] = None,
     ) -> None:
         self.io_loop = IOLoop.current()
-        self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
-        # A chunk as large as the whole buffer would overflow it on the first read.
-        self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
+        if max_buffer_size is None and read_chunk_size is None:
+            self.max_buffer_size = _DEFAULT_MAX_BUFFER_SIZE  # (every accepted connection)
+            self.read_chunk_size = _DEFAULT_CAPPED_CHUNK_SIZE
+        else:
+            self.max_buffer_size = max_buffer_size or _DEFAULT_MAX_BUFFER_SIZE
+            # A chunk as large as the whole buffer would overflow it on the first read.
+            self.read_chunk_size = min(read_chunk_size or _DEFAULT_READ_CHUNK_SIZE, self.max_buffer_size // 2)
         if max_write_buffer_size is not None:
             self.max_write_buffer_size = max_write_buffer_size
         self._read_buffer = _ReadBuffer()
@@ -1031,19 +1036,23 @@ class BaseIOStream:
 
     def _signal_closed(self) -> None:
         error = self.error
-        failing = []
         future = self._read_future
         if future is not None:
-            failing.append(future)
             self._read_future = None
             self._clear_read_state()
-        if self._write_futures:
-            failing.extend(future for _, future in self._write_futures)
-            self._write_futures.clear()
-        if self._connect_future is not None:
-            failing.append(self._connect_future)
-            self._connect_future = None
-        for future in failing:
+        if self._write_futures or self._connect_future is not None:
+            # Failed in this order: the read, the writes (oldest first), the connect.  (Usually there
+            # is only the read: a closed connection's handler waiting for its next request.)
+            failing = [] if future is None else [future]
+            if self._write_futures:
+                failing.extend(future for _, future in self._write_futures)
+                self._write_futures.clear()
+            if self._connect_future is not None:
+                failing.append(self._connect_future)
+                self._connect_future = None
+            for future in failing:
+                _fail_closed(future, error)
+        elif future is not None:
             _fail_closed(future, error)
         ssl_future = self._ssl_connect_future
         if ssl_future is not None:
@@ -1640,8 +1649,11 @@ class IOStream(BaseIOStream):
 
     def __init__(self, socket: socket.socket, *args: Any, **kwargs: Any) -> None:
         self.socket = socket
-        self.socket.setblocking(False)
-        super().__init__(*args, **kwargs)
+        socket.setblocking(False)
+        if args or kwargs or type(self) is not IOStream:
+            super().__init__(*args, **kwargs)
+        else:
+            BaseIOStream.__init__(self)  # every accepted connection: no super object, no argument packing
 
     def fileno(self) -> Any:
         return self.socket

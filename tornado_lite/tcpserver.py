@@ -179,7 +179,10 @@ class _Connection(weakref.ref):
     def __call__(self, future: "Future[Any]") -> None:  # type: ignore[override]
         stream = self.stream
         self.stream = None
-        self.server._handler_done(self)
+        # TCPServer._handler_done, inline (once per connection).
+        self.handler_running = False
+        if not self.stream_open:
+            self.server._forget(self)
         try:
             future.result()  # the common end: returned normally
         except BaseException:
@@ -194,7 +197,11 @@ class _Connection(weakref.ref):
         counts = server._counts
         counts.bytes_in += stream._bytes_read
         counts.bytes_out += stream._bytes_written
-        server._stream_ended(self)
+        # TCPServer._stream_ended, inline (once per connection).
+        counts.closed += 1
+        self.stream_open = False
+        if not self.handler_running:
+            server._forget(self)
         if server._accept_paused:
             server._maybe_resume_accepting()
 
@@ -483,17 +490,9 @@ class TCPServer:
 
     # -- connection bookkeeping --------------------------------------------------------------------
 
-    def _track(self, stream: IOStream) -> _Connection:
-        conn = _Connection(stream, _stream_collected)
-        conn.server = self
-        conn.stream_open = True
-        # Running until it is known not to be a coroutine: a coroutine's first step may close the
-        # stream, and that is not the end of the connection yet.
-        conn.handler_running = True
-        stream._tracker = conn
-        self._live_conns.add(conn)
+    def _track_limits(self, conn: _Connection, stream: BaseIOStream) -> None:
+        """The part of tracking a new connection that only the first one, or the opt-in limits, need."""
         counts = self._counts
-        counts.accepted += 1
         if self._io_loop is None:
             self._io_loop = stream.io_loop
         if self.idle_timeout is not None or self.handshake_timeout is not None:
@@ -503,7 +502,6 @@ class TCPServer:
         limit = self.max_connections
         if limit is not None and counts.accepted - counts.closed >= limit and not self._accept_paused:
             self._pause_accepting()
-        return conn
 
     def _open_streams(self) -> List[Tuple[_StreamRecord, BaseIOStream]]:
         """The streams of this server not yet closed, each with its record (a snapshot)."""
@@ -656,7 +654,23 @@ class TCPServer:
                 stream = IOStream(connection)
             else:
                 stream = IOStream(connection, max_buffer_size=max_buffer_size, read_chunk_size=read_chunk_size)
-            conn = self._track(stream)
+            # Tracked from here on (inline: once per connection; the rare part is _track_limits).
+            conn = _Connection(stream, _stream_collected)
+            conn.server = self
+            conn.stream_open = True
+            # Running until it is known not to be a coroutine: a coroutine's first step may close the
+            # stream, and that is not the end of the connection yet.
+            conn.handler_running = True
+            stream._tracker = conn
+            self._live_conns.add(conn)
+            self._counts.accepted += 1
+            if (
+                self._io_loop is None
+                or self.max_connections is not None
+                or self.idle_timeout is not None
+                or self.handshake_timeout is not None
+            ):
+                self._track_limits(conn, stream)
             result = self.handle_stream(stream, address)
             if result is None:
                 self._handler_done(conn)
