@@ -1445,3 +1445,97 @@ def test_read_until_line_begun_in_buffer_and_ended_in_next_read(io_loop, kind):
             close_all(reader, writer)
 
     run(io_loop, main)
+
+
+def _nodelay(stream) -> int:
+    return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_bulk_sends_turn_nagle_off_until_a_small_send(io_loop, kind):
+    # A send of 64 KiB or more turns TCP_NODELAY on (its partial last segment is not held for an
+    # ACK); the next small send turns it back off, so small writes are coalesced as before.  The
+    # bytes arrive intact and in order either way.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = bytes(range(256)) * 512  # 128 KiB
+            assert not _nodelay(ws)
+            await ws.write(big)
+            assert _nodelay(ws)
+            await ws.write(big[:65536])
+            assert _nodelay(ws)
+            await ws.write(b"tail\n")
+            assert not _nodelay(ws)
+            got = await rs.read_until(b"tail\n")
+            assert got == big + big[:65536] + b"tail\n"
+            ws.set_nodelay(False)
+            await ws.write(big)
+            assert _nodelay(ws)  # back to the default: bulk sends may turn it on again
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_application_nodelay_is_kept_through_bulk_and_small_sends(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            ws.set_nodelay(True)
+            await ws.write(b"x" * 200000)
+            await ws.write(b"y\n")
+            assert _nodelay(ws)
+            assert len(await rs.read_until(b"y\n")) == 200002
+            # Turned on by a bulk send, then chosen by the application: the small send leaves it on.
+            ws.set_nodelay(False)
+            await ws.write(b"x" * 200000)
+            ws.set_nodelay(True)
+            await ws.write(b"y\n")
+            assert _nodelay(ws)
+            assert len(await rs.read_until(b"y\n")) == 200002
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["unix", "socketpair"])
+def test_bulk_sends_on_non_tcp_sockets(io_loop, kind):
+    # No TCP options there: large and small sends just work.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = b"z" * 300000
+            ws.write(big)
+            ws.write(b"!\n")
+            assert await rs.read_until(b"!\n") == big + b"!\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4"])
+def test_rest_of_a_partly_sent_bulk_write_keeps_nagle_off(io_loop, kind):
+    # A large write the kernel takes only part of (the reader is not reading) is sent in pieces later,
+    # with what was queued behind it: Nagle stays off until a small write is sent with nothing queued.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = b"b" * (8 * 1024 * 1024)  # more than loopback's socket buffers hold
+            written = ws.write(big)
+            assert not written.done() and _nodelay(ws)
+            queued = ws.write(b"queued\n")  # behind the big one: sent (small) as part of the queue
+            got = await rs.read_until(b"queued\n")
+            await written
+            await queued
+            assert got == big + b"queued\n" and _nodelay(ws)
+            await ws.write(b"small\n")
+            assert not _nodelay(ws)
+            assert await rs.read_until(b"small\n") == b"small\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
