@@ -1674,8 +1674,9 @@ class IOStream(BaseIOStream):
 
     def write_to_fd(self, data: memoryview) -> int:
         try:
-            if self._auto_nodelay or len(data) >= _BULK_SEND:
-                self._bulk_nodelay(len(data))
+            size = len(data)
+            if (size >= _BULK_SEND) is not self._auto_nodelay:
+                self._bulk_nodelay(size)  # a change between bulk and small sends (or a first bulk one)
             return self.socket.send(data)
         finally:
             del data
@@ -1687,7 +1688,7 @@ class IOStream(BaseIOStream):
             # write_to_fd is replaced (a test, or a subclass): honour it.
             return self.write_to_fd(b"".join(pieces))  # type: ignore[arg-type]
         size = sum(map(len, pieces))
-        if self._auto_nodelay or size >= _BULK_SEND:
+        if (size >= _BULK_SEND) is not self._auto_nodelay:
             self._bulk_nodelay(size)
         return self.socket.sendmsg(pieces)
 
