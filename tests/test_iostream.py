@@ -1540,3 +1540,31 @@ def test_bulk_write_larger_than_the_kernel_takes_then_small_writes(io_loop, kind
             close_all(rs, ws)
 
     run(io_loop, main)
+
+
+def test_bulk_nagle_switch_with_many_streams_and_closes(io_loop):
+    # Several streams in bulk at once, one closed while Nagle is off, others back to small sends: each
+    # keeps its own state, and small sends on a stream that never sent in bulk leave it alone.
+    async def main():
+        pairs = [await make_pair("tcp4") for _ in range(3)]
+        try:
+            big = b"q" * 70000
+            for _, ws in pairs:
+                await ws.write(big)
+                assert _nodelay(ws)
+            pairs[0][1].close()
+            await pairs[1][1].write(b"1\n")
+            assert not _nodelay(pairs[1][1]) and _nodelay(pairs[2][1])
+            rs, ws = await make_pair("tcp4")
+            pairs.append((rs, ws))
+            await ws.write(b"small\n")
+            assert not _nodelay(ws)
+            await pairs[2][1].write(b"2\n")
+            assert not _nodelay(pairs[2][1])
+            assert await pairs[1][0].read_until(b"1\n") == big + b"1\n"
+            assert await pairs[2][0].read_until(b"2\n") == big + b"2\n"
+            assert await rs.read_until(b"\n") == b"small\n"
+        finally:
+            close_all(*[s for pair in pairs for s in pair])
+
+    run(io_loop, main)

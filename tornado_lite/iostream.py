@@ -81,6 +81,12 @@ _GATHER_PIECES = 8
 # A send at least this large is a bulk transfer: its last, partial segment goes out at once rather than
 # wait for the peer's ACK (Nagle), see ``IOStream._bulk_nodelay``.
 _BULK_SEND = 64 * 1024
+# How many streams have TCP_NODELAY on by their own doing (``IOStream._auto_nodelay``), and the size
+# from which a send must look at its stream's flag: _BULK_SEND while none has, so that a small send
+# (every reply of a request/response protocol) pays one comparison, not the slow read of a class-level
+# default; 0 otherwise.
+_auto_nodelay_streams = 0
+_nodelay_check_from = _BULK_SEND
 
 # The kinds of pending read (``BaseIOStream._read_kind``).
 _NO_READ = 0
@@ -1654,6 +1660,8 @@ class IOStream(BaseIOStream):
         return self.socket
 
     def close_fd(self) -> None:
+        if self._auto_nodelay:
+            self._forget_auto_nodelay()
         try:
             self.socket.close()
         except OSError:
@@ -1674,9 +1682,10 @@ class IOStream(BaseIOStream):
 
     def write_to_fd(self, data: memoryview) -> int:
         try:
-            size = len(data)
-            if (size >= _BULK_SEND) is not self._auto_nodelay:
-                self._bulk_nodelay(size)  # a change between bulk and small sends (or a first bulk one)
+            if len(data) >= _nodelay_check_from:
+                size = len(data)
+                if (size >= _BULK_SEND) is not self._auto_nodelay:
+                    self._bulk_nodelay(size)  # a change between bulk and small sends (or a first bulk one)
             return self.socket.send(data)
         finally:
             del data
@@ -1688,7 +1697,7 @@ class IOStream(BaseIOStream):
             # write_to_fd is replaced (a test, or a subclass): honour it.
             return self.write_to_fd(b"".join(pieces))  # type: ignore[arg-type]
         size = sum(map(len, pieces))
-        if (size >= _BULK_SEND) is not self._auto_nodelay:
+        if size >= _nodelay_check_from and (size >= _BULK_SEND) is not self._auto_nodelay:
             self._bulk_nodelay(size)
         return self.socket.sendmsg(pieces)
 
@@ -1710,6 +1719,7 @@ class IOStream(BaseIOStream):
         the socket came so) is left alone, as is a non-TCP socket.  (Tornado never changes
         TCP_NODELAY by itself; see docs/differences.md.)
         """
+        global _auto_nodelay_streams, _nodelay_check_from
         sock = self.socket
         try:
             if size >= _BULK_SEND:
@@ -1717,9 +1727,11 @@ class IOStream(BaseIOStream):
                     if not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         self._auto_nodelay = True
-            else:
+                        _auto_nodelay_streams += 1
+                        _nodelay_check_from = 0
+            elif self._auto_nodelay:
+                self._forget_auto_nodelay()
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-                self._auto_nodelay = False
         except OSError:
             # A socket being torn down refuses options: the send that follows reports what matters.
             pass
@@ -1780,10 +1792,18 @@ class IOStream(BaseIOStream):
             future_set_result_unless_cancelled(future, self)
         self._connecting = False
 
+    def _forget_auto_nodelay(self) -> None:
+        """TCP_NODELAY is no longer this stream's own doing (turned back off, chosen by the application, closed)."""
+        global _auto_nodelay_streams, _nodelay_check_from
+        self._auto_nodelay = False
+        _auto_nodelay_streams -= 1
+        if not _auto_nodelay_streams:
+            _nodelay_check_from = _BULK_SEND
+
     def set_nodelay(self, value: bool) -> None:
         sock = self.socket
         if self._auto_nodelay:
-            self._auto_nodelay = False  # the application's choice from now on (see _bulk_nodelay)
+            self._forget_auto_nodelay()  # the application's choice from now on (see _bulk_nodelay)
         if sock is not None and _socket_family(sock) in _TCP_FAMILIES:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if value else 0)
@@ -1825,6 +1845,9 @@ class IOStream(BaseIOStream):
         if ssl_options is None:
             ssl_options = _server_ssl_defaults() if server_side else _client_ssl_defaults()
         sock = self.socket
+        if self._auto_nodelay:
+            # Nagle back on, as the application left it: the TLS stream decides for itself.
+            self._bulk_nodelay(0)
         if self._state is not None:
             # The loop must forget the plain socket object before wrapping detaches it.
             self.io_loop.remove_handler(sock)
