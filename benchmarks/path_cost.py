@@ -14,7 +14,8 @@ version of the server being compared.
 
 ``bulk`` echoes 256 KiB per connection per round with ``read_bytes(65536, partial=True)``;
 ``bulk_lines`` the same bytes as four 64 KiB lines with ``read_until``.  Socketpairs are not TCP, so
-only the user-space (Python) share of a bulk echo is comparable with the suite's.
+only the user-space (Python) share of a bulk echo is comparable with the suite's; the kernel's share
+(segments, Nagle, ACKs, wake-ups: most of a bulk echo's CPU) is counted per MB by bulk_profile.py.
 
 Instructions per message, the figure benchmarks/README.md quotes (two run lengths, so start-up cancels):
 

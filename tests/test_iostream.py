@@ -1546,3 +1546,126 @@ def test_close_with_only_a_read_pending_fails_it_and_clears_the_read(io_loop):
             await stream.read_until(b"\n")  # a new read after the close fails at once
 
     run(io_loop, main)
+
+
+def _nodelay(stream) -> int:
+    return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_bulk_sends_turn_nagle_off_until_a_small_send(io_loop, kind):
+    # A send of 64 KiB or more turns TCP_NODELAY on (its partial last segment is not held for an
+    # ACK); the next small send turns it back off, so small writes are coalesced as before.  The
+    # bytes arrive intact and in order either way.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = bytes(range(256)) * 512  # 128 KiB
+            assert not _nodelay(ws)
+            await ws.write(big)
+            assert _nodelay(ws)
+            await ws.write(big[:65536])
+            assert _nodelay(ws)
+            await ws.write(b"tail\n")
+            assert not _nodelay(ws)
+            got = await rs.read_until(b"tail\n")
+            assert got == big + big[:65536] + b"tail\n"
+            ws.set_nodelay(False)
+            await ws.write(big)
+            assert _nodelay(ws)  # back to the default: bulk sends may turn it on again
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4", "tcp6"])
+def test_application_nodelay_is_kept_through_bulk_and_small_sends(io_loop, kind):
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            ws.set_nodelay(True)
+            await ws.write(b"x" * 200000)
+            await ws.write(b"y\n")
+            assert _nodelay(ws)
+            assert len(await rs.read_until(b"y\n")) == 200002
+            # Turned on by a bulk send, then chosen by the application: the small send leaves it on.
+            ws.set_nodelay(False)
+            await ws.write(b"x" * 200000)
+            ws.set_nodelay(True)
+            await ws.write(b"y\n")
+            assert _nodelay(ws)
+            assert len(await rs.read_until(b"y\n")) == 200002
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["unix", "socketpair"])
+def test_bulk_sends_on_non_tcp_sockets(io_loop, kind):
+    # No TCP options there: large and small sends just work.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = b"z" * 300000
+            ws.write(big)
+            ws.write(b"!\n")
+            assert await rs.read_until(b"!\n") == big + b"!\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("kind", ["tcp4"])
+def test_bulk_write_larger_than_the_kernel_takes_then_small_writes(io_loop, kind):
+    # A large write the kernel takes only part of (the reader is not reading) is sent in pieces later,
+    # with a small write queued behind it: all arrives in order, and once a small write goes out on
+    # its own, Nagle is on again.
+    async def main():
+        rs, ws = await make_pair(kind)
+        try:
+            big = bytes(range(251)) * 33000  # ~8 MB: more than loopback's socket buffers hold
+            written = ws.write(big)
+            assert not written.done() and _nodelay(ws)
+            queued = ws.write(b"queued\n")
+            got = await rs.read_until(b"queued\n")
+            await written
+            await queued
+            assert got == big + b"queued\n"
+            await ws.write(b"small\n")
+            assert not _nodelay(ws)
+            assert await rs.read_until(b"small\n") == b"small\n"
+        finally:
+            close_all(rs, ws)
+
+    run(io_loop, main)
+
+
+def test_bulk_nagle_switch_with_many_streams_and_closes(io_loop):
+    # Several streams in bulk at once, one closed while Nagle is off, others back to small sends: each
+    # keeps its own state, and small sends on a stream that never sent in bulk leave it alone.
+    async def main():
+        pairs = [await make_pair("tcp4") for _ in range(3)]
+        try:
+            big = b"q" * 70000
+            for _, ws in pairs:
+                await ws.write(big)
+                assert _nodelay(ws)
+            pairs[0][1].close()
+            await pairs[1][1].write(b"1\n")
+            assert not _nodelay(pairs[1][1]) and _nodelay(pairs[2][1])
+            rs, ws = await make_pair("tcp4")
+            pairs.append((rs, ws))
+            await ws.write(b"small\n")
+            assert not _nodelay(ws)
+            await pairs[2][1].write(b"2\n")
+            assert not _nodelay(pairs[2][1])
+            assert await pairs[1][0].read_until(b"1\n") == big + b"1\n"
+            assert await pairs[2][0].read_until(b"2\n") == big + b"2\n"
+            assert await rs.read_until(b"\n") == b"small\n"
+        finally:
+            close_all(*[s for pair in pairs for s in pair])
+
+    run(io_loop, main)

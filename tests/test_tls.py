@@ -1351,3 +1351,57 @@ def test_tls_streams_with_data_waiting_are_read_in_turns(io_loop, pki):
             listener.close()
 
     run(io_loop, main)
+
+
+def test_bulk_tls_writes_leave_tcp_nodelay_alone(io_loop, pki):
+    # OpenSSL sends a large write as one socket write per 16 KiB record; Nagle coalesces those, so a TLS
+    # stream keeps the option as it is (a plain stream's bulk sends turn it off: see test_iostream.py).
+    def nodelay(stream):
+        return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            server, client = await tls_pair(listener, client_context(pki))
+            big = bytes(range(256)) * 1024  # 256 KiB
+            await server.write(big)
+            assert not nodelay(server)
+            server.set_nodelay(True)
+            await server.write(big)
+            await server.write(b"end\n")
+            assert nodelay(server)
+            assert await client.read_until(b"end\n") == big + big + b"end\n"
+            client.close()
+            server.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
+
+
+def test_start_tls_after_bulk_plain_data(io_loop, pki):
+    # A plain stream that sent in bulk before STARTTLS hands the TLS stream the socket with
+    # TCP_NODELAY as the application left it (off), and the data on both sides of the switch arrives.
+    def nodelay(stream):
+        return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    async def main():
+        listener = Listener()
+        try:
+            server, client = await plain_pair(listener)
+            big = bytes(range(11, 256)) * 420 + b"\n"  # ~100 KiB, no newline before the last byte
+            await server.write(big)
+            assert await client.read_until(b"\n") == big
+            client_future = client.start_tls(False, client_context(pki), server_hostname="localhost")
+            server_future = server.start_tls(True, server_context(pki))
+            client = await client_future
+            server = await server_future
+            assert not nodelay(server)
+            await server.write(big)
+            assert await client.read_until(b"\n") == big
+            client.close()
+            server.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)
