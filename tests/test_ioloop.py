@@ -1398,3 +1398,68 @@ def test_unknown_poller_name_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="TORNADO_LITE_POLLER"):
         IOLoop(make_current=False)
 
+
+
+def test_bound_method_handler_gets_its_object_and_fileobj(io_loop, sockpair, caplog) -> None:
+    # A method of an object (what a stream registers) is called on that object with the fileobj it was
+    # registered with; one that raises is logged (naming the method) and the loop goes on.
+    a, b = sockpair
+
+    class Reader:
+        def __init__(self) -> None:
+            self.got = []
+
+        def on_readable(self, fd, events) -> None:
+            data = fd.recv(10)
+            self.got.append((fd, events, data))
+            if data == b"boom":
+                raise RuntimeError("method handler failed")
+
+    reader = Reader()
+
+    async def main():
+        io_loop.add_handler(a, reader.on_readable, IOLoop.READ)
+        for payload in (b"one", b"boom", b"two"):
+            b.send(payload)
+            count = len(reader.got)
+            while len(reader.got) == count:
+                await gen.sleep(0.001)
+        io_loop.remove_handler(a)
+
+    with caplog.at_level(logging.ERROR):
+        run(io_loop, main)
+    assert reader.got == [(a, IOLoop.READ, b"one"), (a, IOLoop.READ, b"boom"), (a, IOLoop.READ, b"two")]
+    records = [r for r in caplog.records if r.exc_info and "method handler failed" in str(r.exc_info[1])]
+    assert len(records) == 1
+    if impl == "tornado_lite":
+        assert "on_readable" in records[0].getMessage()
+
+
+@lite_only  # set_blocking_log_threshold is Tornado 4's (Tornado 6 has no such alarm)
+def test_bound_method_handler_on_the_timed_path(io_loop, sockpair, caplog) -> None:
+    a, b = sockpair
+
+    class Slow:
+        def __init__(self) -> None:
+            self.got = []
+
+        def on_readable(self, fd, events) -> None:
+            self.got.append(fd.recv(10))
+            time.sleep(0.05)
+
+    slow = Slow()
+    io_loop.set_blocking_log_threshold(0.01)
+
+    async def main():
+        io_loop.add_handler(a.fileno(), slow.on_readable, IOLoop.READ)
+        io_loop.remove_handler(a.fileno())
+        io_loop.add_handler(a, slow.on_readable, IOLoop.READ)
+        b.send(b"x")
+        while not slow.got:
+            await gen.sleep(0.001)
+        io_loop.remove_handler(a)
+
+    with caplog.at_level(logging.WARNING):
+        run(io_loop, main)
+    assert slow.got == [b"x"]
+    assert any("Blocked the IOLoop" in r.getMessage() and "on_readable" in r.getMessage() for r in caplog.records)
