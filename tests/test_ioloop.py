@@ -1463,3 +1463,42 @@ def test_bound_method_handler_on_the_timed_path(io_loop, sockpair, caplog) -> No
         run(io_loop, main)
     assert slow.got == [b"x"]
     assert any("Blocked the IOLoop" in r.getMessage() and "on_readable" in r.getMessage() for r in caplog.records)
+
+
+@lite_only  # the split between the fd table and the dict of far fds is tornado_lite's
+def test_handlers_of_low_and_high_fds_alike(monkeypatch) -> None:
+    # fds below _FD_TABLE_SIZE are kept in a list indexed by fd, the others in a dict: both kinds are
+    # dispatched, counted, removed and closed the same way.
+    pairs = [socket.socketpair() for _ in range(4)]
+    ends = [a for a, _ in pairs]
+    monkeypatch.setattr(ioloop, "_FD_TABLE_SIZE", sorted(s.fileno() for s in ends)[2])
+    loop = IOLoop(make_current=False)
+    try:
+        got = []
+
+        async def main():
+            for a in ends:
+                loop.add_handler(a, lambda fd, events: got.append(fd.recv(10)), IOLoop.READ)
+            assert loop.stats().handlers == 4
+            for i, (_, b) in enumerate(pairs):
+                b.send(b"%d" % i)
+            while len(got) < 4:
+                await gen.sleep(0.001)
+            loop.remove_handler(ends[0])
+            loop.remove_handler(ends[3].fileno())
+            loop.remove_handler(ends[3])  # a second removal is a no-op
+            assert loop.stats().handlers == 2
+            with pytest.raises(ValueError):
+                loop.add_handler(ends[1].fileno(), lambda fd, events: None, IOLoop.READ)
+            pairs[0][1].send(b"late")
+            await gen.sleep(0.01)
+
+        run(loop, main)
+        assert sorted(got) == [b"0", b"1", b"2", b"3"]
+        assert ends[0].recv(10) == b"late"  # removed: nobody read it
+    finally:
+        loop.close(all_fds=True)
+    assert [a.fileno() for a in ends] == [ends[0].fileno(), -1, -1, ends[3].fileno()]
+    for a, b in pairs:
+        a.close()
+        b.close()

@@ -56,6 +56,11 @@ _ERROR = 0x018
 # loop whose waker was somehow lost from sleeping forever.
 _MAX_POLL_SECONDS = 3600.0
 
+# Handlers of fds below this number are kept in a list indexed by the fd (8 B a slot, up to 1 MiB for
+# the whole range), the rest in a dict.  The kernel hands out the lowest free number, so a server's fds
+# are dense from 3 up; a dict entry would cost ~45 B more per fd, plus the key (an int object above 256).
+_FD_TABLE_SIZE = 1 << 17
+
 # Cancelled timers stay in the heap (removing from the middle of a heap is O(n)); once they are more
 # than half of it, and numerous, the heap is rebuilt without them.
 _COMPACT_MIN_CANCELLED = 512
@@ -510,7 +515,7 @@ _get_ident = threading.get_ident
 
 
 def _handler_callable(entry: Tuple[Any, Callable, Any]) -> Callable:
-    """The handler an entry of ``IOLoop._handlers`` was registered with (for logs and the timed path)."""
+    """The handler a loop's handler entry was registered with (for logs and the timed path)."""
     _, function, owner = entry
     return function if owner is None else types.MethodType(function, owner)
 
@@ -606,8 +611,11 @@ class IOLoop(Configurable):
         # fd number -> (fileobj, function, owner): ``function(owner, fileobj, events)`` when the handler
         # was a bound method (a stream's), else ``function(fileobj, events)`` with owner None.  Kept
         # apart, the method's parts cost no bound-method object per registered fd (64 B for each idle
-        # connection of a server).
-        self._handlers: Dict[int, Tuple[Any, Callable, Any]] = {}
+        # connection of a server).  In ``_fd_table`` (index: fd; None: no handler) below
+        # _FD_TABLE_SIZE, in ``_far_handlers`` above; ``_handler_count`` counts both.
+        self._fd_table: List[Optional[Tuple[Any, Callable, Any]]] = []
+        self._far_handlers: Dict[int, Tuple[Any, Callable, Any]] = {}
+        self._handler_count = 0
         self._callbacks: Deque[Tuple[Callable, tuple]] = collections.deque()
         self._timeouts: List[Tuple[float, int, _Timeout]] = []
         self._cancellations = 0
@@ -641,13 +649,15 @@ class IOLoop(Configurable):
             return
         self._closing = True
         waker_fd = self._waker.fileno()
-        for fd, (fileobj, _, _) in list(self._handlers.items()):
+        for fd, (fileobj, _, _) in self._handler_items():
             if fd == waker_fd:
                 continue  # the loop's own: closed below
             self.remove_handler(fd)
             if all_fds:
                 self.close_fd(fileobj)
-        self._handlers.clear()
+        del self._fd_table[:]
+        self._far_handlers.clear()
+        self._handler_count = 0
         self._poller.close()
         self._waker.close()
         self._callbacks.clear()
@@ -688,7 +698,8 @@ class IOLoop(Configurable):
     def _run_passes(self) -> None:
         callbacks = self._callbacks
         timeouts = self._timeouts
-        handlers = self._handlers
+        fd_table = self._fd_table  # (the same list object for the loop's life: it only grows in place)
+        far_handlers = self._far_handlers
         removed = self._removed_during_dispatch
         poll = self._poller.poll
         popleft = callbacks.popleft
@@ -772,7 +783,10 @@ class IOLoop(Configurable):
             for fd, bits in events:
                 if removed and fd in removed:
                     continue
-                handler = handlers.get(fd)
+                try:
+                    handler = fd_table[fd]
+                except IndexError:
+                    handler = far_handlers.get(fd)
                 if handler is None:
                     continue
                 if timed:
@@ -845,7 +859,7 @@ class IOLoop(Configurable):
         worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
         """
         snapshot = self._stats.snapshot(
-            handlers=len(self._handlers) - 1,  # not the waker
+            handlers=self._handler_count - 1,  # not the waker
             timers_pending=len(self._timeouts) - self._cancellations,
             callbacks_pending=len(self._callbacks),
         )
@@ -1072,17 +1086,36 @@ class IOLoop(Configurable):
     def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
         """Calls ``handler(fd, events)`` when ``fd`` (an int or an object with ``fileno()``) is ready."""
         fd_num, fileobj = self.split_fd(fd)
-        if fd_num in self._handlers:
-            old = self._handlers[fd_num][0]
-            if not self._is_stale(old, fd_num):
+        existing = self._handler_entry(fd_num)
+        if existing is not None:
+            if not self._is_stale(existing[0], fd_num):
                 raise ValueError(f"fd {fd_num} added twice")
             # The old file was closed behind the loop's back and its number reused: drop the stale entry.
             self.remove_handler(fd_num)
         if type(handler) is types.MethodType:
-            self._handlers[fd_num] = (fileobj, handler.__func__, handler.__self__)
+            entry = (fileobj, handler.__func__, handler.__self__)
         else:
-            self._handlers[fd_num] = (fileobj, handler, None)
+            entry = (fileobj, handler, None)
+        if 0 <= fd_num < _FD_TABLE_SIZE:
+            table = self._fd_table
+            if fd_num >= len(table):
+                table.extend([None] * (fd_num + 1 - len(table)))  # (list growth over-allocates by itself)
+            table[fd_num] = entry
+        else:
+            self._far_handlers[fd_num] = entry
+        self._handler_count += 1
         self._poller.register(fd_num, events | _ERROR)
+
+    def _handler_entry(self, fd_num: int) -> Optional[Tuple[Any, Callable, Any]]:
+        if 0 <= fd_num < len(self._fd_table):
+            return self._fd_table[fd_num]
+        return self._far_handlers.get(fd_num)
+
+    def _handler_items(self) -> List[Tuple[int, Tuple[Any, Callable, Any]]]:
+        """Every (fd number, entry) registered, as a list (safe to change the handlers while going through it)."""
+        items = [(fd_num, entry) for fd_num, entry in enumerate(self._fd_table) if entry is not None]
+        items.extend(self._far_handlers.items())
+        return items
 
     @staticmethod
     def _is_stale(old: Any, fd_num: int) -> bool:
@@ -1102,9 +1135,14 @@ class IOLoop(Configurable):
         if fd_num < 0:
             # A socket closed before it was removed no longer knows its number: find its entry by
             # identity, or the loop would keep it (and whatever its handler holds) forever.
-            fd_num = next((num for num, (obj, _, _) in self._handlers.items() if obj is fd), -1)
-        if self._handlers.pop(fd_num, None) is None:
+            fd_num = next((num for num, (obj, _, _) in self._handler_items() if obj is fd), -1)
+        if 0 <= fd_num < len(self._fd_table):
+            if self._fd_table[fd_num] is None:
+                return
+            self._fd_table[fd_num] = None
+        elif self._far_handlers.pop(fd_num, None) is None:
             return
+        self._handler_count -= 1
         self._poller.unregister(fd_num)
         if self._dispatching:
             self._removed_during_dispatch.add(fd_num)
