@@ -936,10 +936,11 @@ class IOLoop(Configurable):
         if self._closing:
             return
         self._callbacks.append((callback, args))
-        ident = self._thread_ident
-        # Wake the loop if it runs on another thread, or if this call comes from a signal handler that
-        # interrupted the loop's own poll (Python would otherwise resume the poll, still blocked).
-        if ident is not None and (self._polling or ident != _get_ident()):
+        # Wake the loop if it is in (or about to enter) its poll: called from another thread, or from a
+        # signal handler that interrupted that poll (Python would otherwise resume it, still blocked).
+        # A loop that is not polling needs no wake-up, whichever thread this is: it sets ``_polling``
+        # before it looks at the queue, so either it sees this callback or this sees ``_polling``.
+        if self._polling:
             self._waker.wake()
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
@@ -963,8 +964,7 @@ class IOLoop(Configurable):
     def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
         # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
         self._callbacks.append((callback, (future,)))
-        ident = self._thread_ident
-        if ident is not None and ident != _get_ident():
+        if self._polling:  # (resolved from another thread: see add_callback)
             self._waker.wake()
 
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
@@ -973,8 +973,7 @@ class IOLoop(Configurable):
         args = (future,)
         for callback in callbacks:
             append((callback, args))
-        ident = self._thread_ident
-        if ident is not None and ident != _get_ident():
+        if self._polling:  # (resolved from another thread: see add_callback)
             self._waker.wake()
 
     def add_future(
