@@ -1536,10 +1536,17 @@ class BaseIOStream:
         if future is not None:
             self._read_future = None
             if future._state == _PENDING:  # not cancelled meanwhile
-                if future._callbacks is None:
+                callbacks = future._callbacks
+                if callbacks is None:
                     # Nobody waits on it yet (a read finished inline): just fill it in.
                     future._result = result
                     future._state = _FINISHED
+                elif type(callbacks) is not list and future._loop is not None:
+                    # One waiter (the task awaiting the read): set_result's own steps, without its call.
+                    future._result = result
+                    future._state = _FINISHED
+                    future._callbacks = None
+                    future._loop._schedule_future_callback(callbacks, future)
                 else:
                     future.set_result(result)
         state = self._state
