@@ -1502,3 +1502,22 @@ def test_handlers_of_low_and_high_fds_alike(monkeypatch) -> None:
     for a, b in pairs:
         a.close()
         b.close()
+
+
+def test_callbacks_and_done_callbacks_keep_their_order_and_arguments(io_loop) -> None:
+    # A done-callback is queued with its future among ordinary callbacks (in order); a callback's
+    # arguments reach it unchanged, tuples included.
+    async def main():
+        calls = []
+        fut = Future()
+        fut.add_done_callback(lambda f: calls.append(("done", f)))
+        io_loop.add_callback(calls.append, (1, 2))
+        fut.set_result(None)
+        io_loop.add_callback(lambda *args: calls.append(args), 3, (4,))
+        io_loop.add_callback(calls.append, ())
+        while len(calls) < 4:
+            await gen.sleep(0.001)
+        return calls, fut
+
+    calls, fut = run(io_loop, main)
+    assert calls == [(1, 2), ("done", fut), (3, (4,)), ()]

@@ -616,7 +616,9 @@ class IOLoop(Configurable):
         self._fd_table: List[Optional[Tuple[Any, Callable, Any]]] = []
         self._far_handlers: Dict[int, Tuple[Any, Callable, Any]] = {}
         self._handler_count = 0
-        self._callbacks: Deque[Tuple[Callable, tuple]] = collections.deque()
+        # (callback, args tuple), or (callback, future) for a future's done-callback: the future is
+        # queued as it is, which saves a 1-tuple per resolved future (never a tuple itself).
+        self._callbacks: Deque[Tuple[Callable, Any]] = collections.deque()
         self._timeouts: List[Tuple[float, int, _Timeout]] = []
         self._cancellations = 0
         self._sequence = itertools.count()
@@ -725,7 +727,10 @@ class IOLoop(Configurable):
                 for _ in range(ncallbacks):
                     callback, args = popleft()
                     try:
-                        result = callback(*args)
+                        if type(args) is tuple:
+                            result = callback(*args)
+                        else:
+                            result = callback(args)  # a future's done-callback
                     except Exception:
                         self.handle_callback_exception(callback)
                         continue
@@ -826,7 +831,7 @@ class IOLoop(Configurable):
         """Tornado 4's name for the same alarm; ``action`` is ignored (a watchdog thread logs the stack)."""
         self.set_blocking_log_threshold(seconds, watchdog=seconds is not None)
 
-    def _run_callback_timed(self, callback: Callable, args: tuple) -> None:
+    def _run_callback_timed(self, callback: Callable, args: Any) -> None:
         started = time.perf_counter()
         self._stats.current_started = started
         try:
@@ -898,9 +903,9 @@ class IOLoop(Configurable):
             due.append(entry)
         return due
 
-    def _run_callback(self, callback: Callable, args: tuple) -> None:
+    def _run_callback(self, callback: Callable, args: Any) -> None:
         try:
-            result = callback(*args)
+            result = callback(*args) if type(args) is tuple else callback(args)
         except Exception:
             self.handle_callback_exception(callback)
             return
@@ -963,16 +968,15 @@ class IOLoop(Configurable):
 
     def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
         # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
-        self._callbacks.append((callback, (future,)))
+        self._callbacks.append((callback, future))
         if self._polling:  # (resolved from another thread: see add_callback)
             self._waker.wake()
 
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
         # Called by Future when it resolves with callbacks waiting: all run on a later pass.
         append = self._callbacks.append
-        args = (future,)
         for callback in callbacks:
-            append((callback, args))
+            append((callback, future))
         if self._polling:  # (resolved from another thread: see add_callback)
             self._waker.wake()
 
