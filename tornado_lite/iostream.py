@@ -577,7 +577,7 @@ class BaseIOStream:
                     result = data if start == 0 else data[start:]
                     buffer._data = b""
                     buffer._pos = 0
-                done: Future[bytes] = _new_object(_ResolvedFuture)
+                done: Future[bytes] = _ResolvedFuture()
                 done._result = result
                 done._loop = None
                 state = self._state
@@ -637,7 +637,7 @@ class BaseIOStream:
                     result = data if start == 0 else data[start:]
                     buffer._data = b""
                     buffer._pos = 0
-                done: Future[bytes] = _new_object(_ResolvedFuture)
+                done: Future[bytes] = _ResolvedFuture()
                 done._result = result
                 done._loop = None
                 state = self._state
@@ -722,7 +722,7 @@ class BaseIOStream:
                 if room >= 0:
                     cork.append(data)
                     self._cork_room = room
-                    written: Future[None] = _new_object(_WrittenFuture)
+                    written: Future[None] = _WrittenFuture()
                     written._loop = None
                     return written
         if self._closed:
@@ -747,7 +747,7 @@ class BaseIOStream:
                         self._cork = [data]
                         self.io_loop._call_before_poll(self._flush_cork)
                     self._cork_room = room - size
-                    written = _new_object(_WrittenFuture)
+                    written = _WrittenFuture()
                     written._loop = None
                     return written
             if cork:
@@ -815,7 +815,7 @@ class BaseIOStream:
             # All in the kernel: done before returning.  (Both write indices would move by
             # ``size``; only their difference matters, so neither is touched.)  Inline, not a shared
             # helper with _write_gathered_now: this is every reply's path.
-            written: Future[None] = _new_object(_WrittenFuture)
+            written: Future[None] = _WrittenFuture()
             written._loop = None
             state = self._state
             if (state is None or state == _ERROR) and self._close_callback is not None:
