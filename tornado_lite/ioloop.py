@@ -941,11 +941,10 @@ class IOLoop(Configurable):
         if self._closing:
             return
         self._callbacks.append((callback, args))
-        # Wake the loop if it is in (or about to enter) its poll: called from another thread, or from a
-        # signal handler that interrupted that poll (Python would otherwise resume it, still blocked).
-        # A loop that is not polling needs no wake-up, whichever thread this is: it sets ``_polling``
-        # before it looks at the queue, so either it sees this callback or this sees ``_polling``.
-        if self._polling:
+        ident = self._thread_ident
+        # Wake the loop if it runs on another thread, or if this call comes from a signal handler that
+        # interrupted the loop's own poll (Python would otherwise resume the poll, still blocked).
+        if ident is not None and (self._polling or ident != _get_ident()):
             self._waker.wake()
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
@@ -969,7 +968,10 @@ class IOLoop(Configurable):
     def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
         # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
         self._callbacks.append((callback, future))
-        if self._polling:  # (resolved from another thread: see add_callback)
+        # Only a loop in (or about to enter) its poll needs waking, whichever thread resolved the
+        # future: the loop sets ``_polling`` before it looks at its queue, so either it sees this
+        # callback or this sees ``_polling``.  (No thread-ident call on every resolved future.)
+        if self._polling:
             self._waker.wake()
 
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
@@ -977,7 +979,7 @@ class IOLoop(Configurable):
         append = self._callbacks.append
         for callback in callbacks:
             append((callback, future))
-        if self._polling:  # (resolved from another thread: see add_callback)
+        if self._polling:  # (see _schedule_future_callback)
             self._waker.wake()
 
     def add_future(
