@@ -114,6 +114,10 @@ def _set_cancellation_types(types_: Tuple[Type[BaseException], ...]) -> None:
     _cancellation_types = tuple(types_)
 
 
+_CoroutineType = types.CoroutineType
+_coroutine_send = types.CoroutineType.send
+
+
 class _Task(Future):
     """Drives one coroutine (native or generator) on the loop; its own result is the coroutine's."""
 
@@ -181,7 +185,11 @@ class _Task(Future):
                     elif future is None:
                         yielded = run(coro.send, None)
                     elif future._state == _FINISHED and future._exception is None:
-                        yielded = run(coro.send, future._result)
+                        if type(coro) is _CoroutineType:
+                            # The unbound send: no bound method object made (and freed) per step.
+                            yielded = run(_coroutine_send, coro, future._result)
+                        else:
+                            yielded = run(coro.send, future._result)
                     else:
                         # Failed or cancelled.  Taken without raising it here: raised in this frame, it would
                         # become the __context__ of what the coroutine raises next, and this frame (with the
