@@ -774,7 +774,7 @@ class BaseIOStream:
                 if not self._write_futures and not self._connecting and self._plain_handle_write:
                     # _write_now, inline: this is every reply's path, and one Python call less.
                     try:
-                        sent = self.write_to_fd(data)
+                        sent = self.write_to_fd(data)  # type: ignore[arg-type]  # (any bytes-like, as in _write_now)
                     except BlockingIOError:
                         sent = 0
                     except OSError as e:
