@@ -12,6 +12,10 @@ version of the server being compared.
     python benchmarks/path_cost.py pingpong --conns 100 --rounds 1000     # CPU µs per message
     python benchmarks/path_cost.py bulk --conns 4 --rounds 200            # per 256 KiB round per conn
 
+``--server raw`` replaces the streams and coroutines with a bare echo on the same loop (a handler
+that ``recv``s and ``send``s the chunk back): the floor a stream-and-coroutine echo is measured
+against (what it costs beyond a bare epoll echo).
+
 ``bulk`` echoes 256 KiB per connection per round with ``read_bytes(65536, partial=True)``;
 ``bulk_lines`` the same bytes as four 64 KiB lines with ``read_until``.  Socketpairs are not TCP, so
 only the user-space (Python) share of a bulk echo is comparable with the suite's; the kernel's share
@@ -53,6 +57,22 @@ async def bulk_echo(stream: IOStream) -> None:
             break
 
 
+class RawEcho:
+    """The bare echo of ``--server raw``: the loop's handler sends back whatever one recv got."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+
+    def on_readable(self, fd: int, events: int) -> None:
+        data = self.sock.recv(65536)
+        if data:
+            self.sock.send(data)  # (a line echo's reply always fits the socket buffer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class RoundClient:
     """Raw client sockets on the loop: a round is one payload per socket, the next once all came back."""
 
@@ -72,6 +92,11 @@ class RoundClient:
             self.sockets[client_end.fileno()] = client_end
             self.received[client_end.fileno()] = 0
             loop.add_handler(client_end.fileno(), self.on_readable, IOLoop.READ)
+            if handler is None:
+                raw = RawEcho(server_end)
+                loop.add_handler(server_end.fileno(), raw.on_readable, IOLoop.READ)
+                self.servers.append(raw)
+                continue
             stream = IOStream(server_end)
             self.servers.append(stream)
             loop.spawn_callback(handler, stream)
@@ -118,8 +143,10 @@ class RoundClient:
         for fd, sock in self.sockets.items():
             self.loop.remove_handler(fd)
             sock.close()
-        for stream in self.servers:
-            stream.close()
+        for server in self.servers:
+            if isinstance(server, RawEcho):
+                self.loop.remove_handler(server.sock.fileno())
+            server.close()
 
 
 def main() -> None:
@@ -128,6 +155,10 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--depth", type=int, default=16, help="lines per connection per round (pipeline)")
+    parser.add_argument(
+        "--server", choices=["stream", "raw"], default="stream",
+        help="stream: IOStream + echo coroutine; raw: a bare recv/send handler (pingpong/pipeline only)",
+    )
     args = parser.parse_args()
     depth = args.depth if args.mode == "pipeline" else 1
     loop = IOLoop(make_current=True)
@@ -136,7 +167,7 @@ def main() -> None:
         client = RoundClient(loop, args.conns, line * 4, args.rounds, bulk_echo if args.mode == "bulk" else echo)
         depth = 4  # four 64 KiB units per round
     else:
-        client = RoundClient(loop, args.conns, LINE * depth, args.rounds)
+        client = RoundClient(loop, args.conns, LINE * depth, args.rounds, None if args.server == "raw" else echo)
     loop.add_callback(client.send_round)
     started = time.process_time()
     loop.start()

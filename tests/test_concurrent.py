@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import types
 import weakref
 
@@ -716,3 +717,32 @@ def test_return_value_ignored_error() -> None:
     assert issubclass(tc.ReturnValueIgnoredError, Exception)
     with pytest.raises(tc.ReturnValueIgnoredError):
         raise tc.ReturnValueIgnoredError("x")
+
+
+@lite_only  # asyncio's futures are not thread-safe: set_result from another thread does not wake its loop
+@pytest.mark.parametrize("waiters", [1, 3])
+def test_set_result_from_another_thread_wakes_a_loop_blocked_in_poll(io_loop, waiters) -> None:
+    # The loop is blocked in poll (no timer due for the whole test) when another thread resolves the
+    # future directly: its one waiter (kept bare) or several (a list) must still run promptly.
+    started = threading.Event()
+
+    async def main():
+        fut = Future()
+        seen = []
+        for _ in range(waiters - 1):
+            fut.add_done_callback(lambda f: seen.append(f.result()))
+
+        def resolve():
+            started.wait(10)
+            time.sleep(0.05)  # let the loop settle into poll; correctness does not depend on it
+            fut.set_result("from thread")
+
+        thread = threading.Thread(target=resolve)
+        thread.start()
+        io_loop.add_callback(started.set)
+        result = await fut
+        thread.join()
+        await next_pass()
+        return result, seen
+
+    assert run(io_loop, main) == ("from thread", ["from thread"] * (waiters - 1))

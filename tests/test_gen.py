@@ -1356,3 +1356,35 @@ def test_with_timeout_of_a_settled_future_sets_no_timer(io_loop) -> None:
         assert await wrapped == "later"
 
     run(io_loop, main)
+
+
+def test_tasks_waiting_on_one_future_resume_in_order_and_a_cancelled_one_ends(io_loop) -> None:
+    # Several waiters on one future (tasks and a plain callback): each resumes with the result, in the
+    # order they started waiting.  A task cancelled while it waits (on a future of its own) ends
+    # cancelled, and its future with it.
+    async def main():
+        shared, own = Future(), Future()
+        order = []
+
+        async def waiter(name, future):
+            value = await future
+            order.append((name, value))
+            return name
+
+        first = gen.convert_yielded(waiter("first", shared))
+        doomed = gen.convert_yielded(waiter("doomed", own))
+        await next_pass()  # both tasks are now waiting
+        shared.add_done_callback(lambda f: order.append(("callback", f.result())))
+        last = gen.convert_yielded(waiter("last", shared))
+        await next_pass()
+        assert doomed.cancel()
+        shared.set_result(42)
+        results = [await first, await last]
+        with pytest.raises(CancelledError):
+            await doomed
+        return order, results, own.cancelled()
+
+    order, results, own_cancelled = run(io_loop, main)
+    assert order == [("first", 42), ("callback", 42), ("last", 42)]
+    assert results == ["first", "last"]
+    assert own_cancelled

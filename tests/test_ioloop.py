@@ -1398,3 +1398,126 @@ def test_unknown_poller_name_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="TORNADO_LITE_POLLER"):
         IOLoop(make_current=False)
 
+
+
+def test_bound_method_handler_gets_its_object_and_fileobj(io_loop, sockpair, caplog) -> None:
+    # A method of an object (what a stream registers) is called on that object with the fileobj it was
+    # registered with; one that raises is logged (naming the method) and the loop goes on.
+    a, b = sockpair
+
+    class Reader:
+        def __init__(self) -> None:
+            self.got = []
+
+        def on_readable(self, fd, events) -> None:
+            data = fd.recv(10)
+            self.got.append((fd, events, data))
+            if data == b"boom":
+                raise RuntimeError("method handler failed")
+
+    reader = Reader()
+
+    async def main():
+        io_loop.add_handler(a, reader.on_readable, IOLoop.READ)
+        for payload in (b"one", b"boom", b"two"):
+            b.send(payload)
+            count = len(reader.got)
+            while len(reader.got) == count:
+                await gen.sleep(0.001)
+        io_loop.remove_handler(a)
+
+    with caplog.at_level(logging.ERROR):
+        run(io_loop, main)
+    assert reader.got == [(a, IOLoop.READ, b"one"), (a, IOLoop.READ, b"boom"), (a, IOLoop.READ, b"two")]
+    records = [r for r in caplog.records if r.exc_info and "method handler failed" in str(r.exc_info[1])]
+    assert len(records) == 1
+    if impl == "tornado_lite":
+        assert "on_readable" in records[0].getMessage()
+
+
+@lite_only  # set_blocking_log_threshold is Tornado 4's (Tornado 6 has no such alarm)
+def test_bound_method_handler_on_the_timed_path(io_loop, sockpair, caplog) -> None:
+    a, b = sockpair
+
+    class Slow:
+        def __init__(self) -> None:
+            self.got = []
+
+        def on_readable(self, fd, events) -> None:
+            self.got.append(fd.recv(10))
+            time.sleep(0.05)
+
+    slow = Slow()
+    io_loop.set_blocking_log_threshold(0.01)
+
+    async def main():
+        io_loop.add_handler(a.fileno(), slow.on_readable, IOLoop.READ)
+        io_loop.remove_handler(a.fileno())
+        io_loop.add_handler(a, slow.on_readable, IOLoop.READ)
+        b.send(b"x")
+        while not slow.got:
+            await gen.sleep(0.001)
+        io_loop.remove_handler(a)
+
+    with caplog.at_level(logging.WARNING):
+        run(io_loop, main)
+    assert slow.got == [b"x"]
+    assert any("Blocked the IOLoop" in r.getMessage() and "on_readable" in r.getMessage() for r in caplog.records)
+
+
+@lite_only  # the split between the fd table and the dict of far fds is tornado_lite's
+def test_handlers_of_low_and_high_fds_alike(monkeypatch) -> None:
+    # fds below _FD_TABLE_SIZE are kept in a list indexed by fd, the others in a dict: both kinds are
+    # dispatched, counted, removed and closed the same way.
+    pairs = [socket.socketpair() for _ in range(4)]
+    ends = [a for a, _ in pairs]
+    monkeypatch.setattr(ioloop, "_FD_TABLE_SIZE", sorted(s.fileno() for s in ends)[2])
+    loop = IOLoop(make_current=False)
+    try:
+        got = []
+
+        async def main():
+            for a in ends:
+                loop.add_handler(a, lambda fd, events: got.append(fd.recv(10)), IOLoop.READ)
+            assert loop.stats().handlers == 4
+            for i, (_, b) in enumerate(pairs):
+                b.send(b"%d" % i)
+            while len(got) < 4:
+                await gen.sleep(0.001)
+            loop.remove_handler(ends[0])
+            loop.remove_handler(ends[3].fileno())
+            loop.remove_handler(ends[3])  # a second removal is a no-op
+            assert loop.stats().handlers == 2
+            with pytest.raises(ValueError):
+                loop.add_handler(ends[1].fileno(), lambda fd, events: None, IOLoop.READ)
+            pairs[0][1].send(b"late")
+            await gen.sleep(0.01)
+
+        run(loop, main)
+        assert sorted(got) == [b"0", b"1", b"2", b"3"]
+        assert ends[0].recv(10) == b"late"  # removed: nobody read it
+    finally:
+        loop.close(all_fds=True)
+    assert [a.fileno() for a in ends] == [ends[0].fileno(), -1, -1, ends[3].fileno()]
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+def test_callbacks_and_done_callbacks_keep_their_order_and_arguments(io_loop) -> None:
+    # A done-callback is queued with its future among ordinary callbacks (in order); a callback's
+    # arguments reach it unchanged, tuples included.
+    async def main():
+        calls = []
+        fut = Future()
+        fut.add_done_callback(lambda f: calls.append(("done", f)))
+        io_loop.add_callback(calls.append, (1, 2))
+        fut.set_result(None)
+        io_loop.add_callback(lambda *args: calls.append(args), 3, (4,))
+        io_loop.add_callback(calls.append, ())
+        while len(calls) < 4:
+            await gen.sleep(0.001)
+        return calls, fut
+
+    calls, fut = run(io_loop, main)
+    assert calls == [(1, 2), ("done", fut), (3, (4,)), ()]

@@ -30,6 +30,7 @@ import selectors
 import sys
 import threading
 import time
+import types
 import typing
 import warnings
 from inspect import isawaitable
@@ -54,6 +55,11 @@ _ERROR = 0x018
 # The longest single poll: a loop with nothing to do still wakes up now and then, which keeps a
 # loop whose waker was somehow lost from sleeping forever.
 _MAX_POLL_SECONDS = 3600.0
+
+# Handlers of fds below this number are kept in a list indexed by the fd (8 B a slot, up to 1 MiB for
+# the whole range), the rest in a dict.  The kernel hands out the lowest free number, so a server's fds
+# are dense from 3 up; a dict entry would cost ~45 B more per fd, plus the key (an int object above 256).
+_FD_TABLE_SIZE = 1 << 17
 
 # Cancelled timers stay in the heap (removing from the middle of a heap is O(n)); once they are more
 # than half of it, and numerous, the heap is rebuilt without them.
@@ -519,6 +525,12 @@ def _set_implicit_loop_maker(maker: Optional[Callable[[], "IOLoop"]]) -> None:
     _implicit_loop_maker = maker
 
 
+def _handler_callable(entry: Tuple[Any, Callable, Any]) -> Callable:
+    """The handler a loop's handler entry was registered with (for logs and the timed path)."""
+    _, function, owner = entry
+    return function if owner is None else types.MethodType(function, owner)
+
+
 def _current_or_none() -> Optional["IOLoop"]:
     return getattr(_local, "loop", None)
 
@@ -607,8 +619,17 @@ class IOLoop(Configurable):
 
     def initialize(self, make_current: bool = True) -> None:
         self._poller = _make_poller()
-        self._handlers: Dict[int, Tuple[Any, Callable[[Any, int], None]]] = {}
-        self._callbacks: Deque[Tuple[Callable, tuple]] = collections.deque()
+        # fd number -> (fileobj, function, owner): ``function(owner, fileobj, events)`` when the handler
+        # was a bound method (a stream's), else ``function(fileobj, events)`` with owner None.  Kept
+        # apart, the method's parts cost no bound-method object per registered fd (64 B for each idle
+        # connection of a server).  In ``_fd_table`` (index: fd; None: no handler) below
+        # _FD_TABLE_SIZE, in ``_far_handlers`` above; ``_handler_count`` counts both.
+        self._fd_table: List[Optional[Tuple[Any, Callable, Any]]] = []
+        self._far_handlers: Dict[int, Tuple[Any, Callable, Any]] = {}
+        self._handler_count = 0
+        # (callback, args tuple), or (callback, future) for a future's done-callback: the future is
+        # queued as it is, which saves a 1-tuple per resolved future (never a tuple itself).
+        self._callbacks: Deque[Tuple[Callable, Any]] = collections.deque()
         self._timeouts: List[Tuple[float, int, _Timeout]] = []
         self._cancellations = 0
         self._sequence = itertools.count()
@@ -641,13 +662,15 @@ class IOLoop(Configurable):
             return
         self._closing = True
         waker_fd = self._waker.fileno()
-        for fd, (fileobj, _) in list(self._handlers.items()):
+        for fd, (fileobj, _, _) in self._handler_items():
             if fd == waker_fd:
                 continue  # the loop's own: closed below
             self.remove_handler(fd)
             if all_fds:
                 self.close_fd(fileobj)
-        self._handlers.clear()
+        del self._fd_table[:]
+        self._far_handlers.clear()
+        self._handler_count = 0
         self._poller.close()
         self._waker.close()
         self._callbacks.clear()
@@ -688,7 +711,8 @@ class IOLoop(Configurable):
     def _run_passes(self) -> None:
         callbacks = self._callbacks
         timeouts = self._timeouts
-        handlers = self._handlers
+        fd_table = self._fd_table  # (the same list object for the loop's life: it only grows in place)
+        far_handlers = self._far_handlers
         removed = self._removed_during_dispatch
         poll = self._poller.poll
         popleft = callbacks.popleft
@@ -714,7 +738,10 @@ class IOLoop(Configurable):
                 for _ in range(ncallbacks):
                     callback, args = popleft()
                     try:
-                        result = callback(*args)
+                        if type(args) is tuple:
+                            result = callback(*args)
+                        else:
+                            result = callback(args)  # a future's done-callback
                     except Exception:
                         self.handle_callback_exception(callback)
                         continue
@@ -772,17 +799,24 @@ class IOLoop(Configurable):
             for fd, bits in events:
                 if removed and fd in removed:
                     continue
-                handler = handlers.get(fd)
+                try:
+                    handler = fd_table[fd]
+                except IndexError:
+                    handler = far_handlers.get(fd)
                 if handler is None:
                     continue
                 if timed:
                     self._run_handler_timed(handler, bits)
                     continue
+                fileobj, function, owner = handler
                 try:
-                    handler[1](handler[0], bits)
+                    if owner is None:
+                        function(fileobj, bits)
+                    else:
+                        function(owner, fileobj, bits)
                 except Exception:
-                    self.handle_callback_exception(handler[1])
-            handler = None  # type: ignore[assignment]
+                    self.handle_callback_exception(_handler_callable(handler))
+            handler = fileobj = function = owner = None  # type: ignore[assignment]
             self._dispatching = False
             if removed:
                 removed.clear()
@@ -808,7 +842,7 @@ class IOLoop(Configurable):
         """Tornado 4's name for the same alarm; ``action`` is ignored (a watchdog thread logs the stack)."""
         self.set_blocking_log_threshold(seconds, watchdog=seconds is not None)
 
-    def _run_callback_timed(self, callback: Callable, args: tuple) -> None:
+    def _run_callback_timed(self, callback: Callable, args: Any) -> None:
         started = time.perf_counter()
         self._stats.current_started = started
         try:
@@ -817,16 +851,16 @@ class IOLoop(Configurable):
             self._stats.current_started = 0.0
             self._warn_if_slow(callback, time.perf_counter() - started)
 
-    def _run_handler_timed(self, handler: Tuple[Any, Callable], bits: int) -> None:
+    def _run_handler_timed(self, handler: Tuple[Any, Callable, Any], bits: int) -> None:
         started = time.perf_counter()
         self._stats.current_started = started
         try:
-            handler[1](handler[0], bits)
+            _handler_callable(handler)(handler[0], bits)
         except Exception:
-            self.handle_callback_exception(handler[1])
+            self.handle_callback_exception(_handler_callable(handler))
         finally:
             self._stats.current_started = 0.0
-            self._warn_if_slow(handler[1], time.perf_counter() - started)
+            self._warn_if_slow(_handler_callable(handler), time.perf_counter() - started)
 
     def _warn_if_slow(self, callback: Any, elapsed: float) -> None:
         threshold = self._blocking_threshold
@@ -841,7 +875,7 @@ class IOLoop(Configurable):
         worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
         """
         snapshot = self._stats.snapshot(
-            handlers=len(self._handlers) - 1,  # not the waker
+            handlers=self._handler_count - 1,  # not the waker
             timers_pending=len(self._timeouts) - self._cancellations,
             callbacks_pending=len(self._callbacks),
         )
@@ -880,9 +914,9 @@ class IOLoop(Configurable):
             due.append(entry)
         return due
 
-    def _run_callback(self, callback: Callable, args: tuple) -> None:
+    def _run_callback(self, callback: Callable, args: Any) -> None:
         try:
-            result = callback(*args)
+            result = callback(*args) if type(args) is tuple else callback(args)
         except Exception:
             self.handle_callback_exception(callback)
             return
@@ -944,19 +978,19 @@ class IOLoop(Configurable):
 
     def _schedule_future_callback(self, callback: Callable, future: Any) -> None:
         # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
-        self._callbacks.append((callback, (future,)))
-        ident = self._thread_ident
-        if ident is not None and ident != _get_ident():
+        self._callbacks.append((callback, future))
+        # Only a loop in (or about to enter) its poll needs waking, whichever thread resolved the
+        # future: the loop sets ``_polling`` before it looks at its queue, so either it sees this
+        # callback or this sees ``_polling``.  (No thread-ident call on every resolved future.)
+        if self._polling:
             self._waker.wake()
 
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
         # Called by Future when it resolves with callbacks waiting: all run on a later pass.
         append = self._callbacks.append
-        args = (future,)
         for callback in callbacks:
-            append((callback, args))
-        ident = self._thread_ident
-        if ident is not None and ident != _get_ident():
+            append((callback, future))
+        if self._polling:  # (see _schedule_future_callback)
             self._waker.wake()
 
     def add_future(
@@ -1068,14 +1102,36 @@ class IOLoop(Configurable):
     def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
         """Calls ``handler(fd, events)`` when ``fd`` (an int or an object with ``fileno()``) is ready."""
         fd_num, fileobj = self.split_fd(fd)
-        if fd_num in self._handlers:
-            old = self._handlers[fd_num][0]
-            if not self._is_stale(old, fd_num):
+        existing = self._handler_entry(fd_num)
+        if existing is not None:
+            if not self._is_stale(existing[0], fd_num):
                 raise ValueError(f"fd {fd_num} added twice")
             # The old file was closed behind the loop's back and its number reused: drop the stale entry.
             self.remove_handler(fd_num)
-        self._handlers[fd_num] = (fileobj, handler)
+        if type(handler) is types.MethodType:
+            entry = (fileobj, handler.__func__, handler.__self__)
+        else:
+            entry = (fileobj, handler, None)
+        if 0 <= fd_num < _FD_TABLE_SIZE:
+            table = self._fd_table
+            if fd_num >= len(table):
+                table.extend([None] * (fd_num + 1 - len(table)))  # (list growth over-allocates by itself)
+            table[fd_num] = entry
+        else:
+            self._far_handlers[fd_num] = entry
+        self._handler_count += 1
         self._poller.register(fd_num, events | _ERROR)
+
+    def _handler_entry(self, fd_num: int) -> Optional[Tuple[Any, Callable, Any]]:
+        if 0 <= fd_num < len(self._fd_table):
+            return self._fd_table[fd_num]
+        return self._far_handlers.get(fd_num)
+
+    def _handler_items(self) -> List[Tuple[int, Tuple[Any, Callable, Any]]]:
+        """Every (fd number, entry) registered, as a list (safe to change the handlers while going through it)."""
+        items = [(fd_num, entry) for fd_num, entry in enumerate(self._fd_table) if entry is not None]
+        items.extend(self._far_handlers.items())
+        return items
 
     @staticmethod
     def _is_stale(old: Any, fd_num: int) -> bool:
@@ -1095,9 +1151,14 @@ class IOLoop(Configurable):
         if fd_num < 0:
             # A socket closed before it was removed no longer knows its number: find its entry by
             # identity, or the loop would keep it (and whatever its handler holds) forever.
-            fd_num = next((num for num, (obj, _) in self._handlers.items() if obj is fd), -1)
-        if self._handlers.pop(fd_num, None) is None:
+            fd_num = next((num for num, (obj, _, _) in self._handler_items() if obj is fd), -1)
+        if 0 <= fd_num < len(self._fd_table):
+            if self._fd_table[fd_num] is None:
+                return
+            self._fd_table[fd_num] = None
+        elif self._far_handlers.pop(fd_num, None) is None:
             return
+        self._handler_count -= 1
         self._poller.unregister(fd_num)
         if self._dispatching:
             self._removed_during_dispatch.add(fd_num)
