@@ -1669,3 +1669,29 @@ def test_bulk_nagle_switch_with_many_streams_and_closes(io_loop):
             close_all(*[s for pair in pairs for s in pair])
 
     run(io_loop, main)
+
+
+def test_closed_error_of_a_pending_read_is_like_a_constructed_one(io_loop):
+    # The error a pending read fails with when the peer resets looks exactly like
+    # StreamClosedError(real_error=...): message, args, repr, real_error, and the cause chained.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        _reset(raw)
+        with pytest.raises(StreamClosedError) as info:
+            await fut
+        error = info.value
+        cause = error.real_error
+        assert isinstance(cause, ConnectionResetError)
+        made = StreamClosedError(real_error=cause)
+        assert type(error) is StreamClosedError
+        assert error.args == made.args == ("Stream is closed",)
+        assert str(error) == str(made) == "Stream is closed"
+        assert repr(error) == repr(made)
+        assert error.__cause__ is cause and made.__cause__ is cause
+        assert error.__suppress_context__ and made.__suppress_context__
+        assert error.errno is None and error.strerror is None
+        assert StreamClosedError().real_error is None and StreamClosedError().__cause__ is None
+
+    run(io_loop, main)
