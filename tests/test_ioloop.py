@@ -1521,3 +1521,43 @@ def test_callbacks_and_done_callbacks_keep_their_order_and_arguments(io_loop) ->
 
     calls, fut = run(io_loop, main)
     assert calls == [(1, 2), ("done", fut), (3, (4,)), ()]
+
+
+def test_add_and_remove_handler_go_through_a_subclass_split_fd(sockpair) -> None:
+    # add_handler/remove_handler work the number out through split_fd: a subclass that overrides it
+    # (here for an object that is not a file) is honoured, and the handler gets the object back.
+    class Handle:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+    probe = IOLoop(make_current=False)
+    base = type(probe)
+    probe.close()
+
+    class SplittingLoop(base):  # type: ignore[valid-type,misc]
+        def split_fd(self, fd):
+            if isinstance(fd, Handle):
+                return fd.sock.fileno(), fd
+            return super().split_fd(fd)
+
+    loop = SplittingLoop(make_current=False)
+    a, b = sockpair
+    handle = Handle(a)
+    got = []
+
+    def on_ready(fd, events) -> None:
+        got.append(fd)
+        loop.remove_handler(fd)
+        loop.add_callback(loop.stop)
+
+    try:
+        loop.add_handler(handle, on_ready, IOLoop.READ)
+        b.send(b"x")
+        loop.call_later(SAFETY, loop.stop)
+        loop.start()
+        assert got == [handle]
+        # Removed through the subclass's split_fd too: the number can be registered again.
+        loop.add_handler(a.fileno(), lambda fd, events: None, IOLoop.READ)
+        loop.remove_handler(a.fileno())
+    finally:
+        loop.close()

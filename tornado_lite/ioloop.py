@@ -1085,6 +1085,14 @@ class IOLoop(Configurable):
 
     # -- file descriptors ---------------------------------------------------------------------------
 
+    # True when a subclass gives ``split_fd`` a meaning of its own: add_handler and remove_handler then
+    # call it; otherwise they work out the number inline (one method call less per registration).
+    _own_split_fd = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._own_split_fd = cls.split_fd is not IOLoop.split_fd
+
     def split_fd(self, fd: Any) -> Tuple[int, Any]:
         if isinstance(fd, int):
             return fd, fd
@@ -1101,7 +1109,11 @@ class IOLoop(Configurable):
 
     def add_handler(self, fd: Any, handler: Callable[..., None], events: int) -> None:
         """Calls ``handler(fd, events)`` when ``fd`` (an int or an object with ``fileno()``) is ready."""
-        fd_num, fileobj = self.split_fd(fd)
+        if self._own_split_fd:
+            fd_num, fileobj = self.split_fd(fd)
+        else:
+            fd_num = fd if isinstance(fd, int) else fd.fileno()  # (split_fd's answer)
+            fileobj = fd
         existing = self._handler_entry(fd_num)
         if existing is not None:
             if not self._is_stale(existing[0], fd_num):
@@ -1147,7 +1159,10 @@ class IOLoop(Configurable):
         self._poller.modify(fd_num, events | _ERROR)
 
     def remove_handler(self, fd: Any) -> None:
-        fd_num, _ = self.split_fd(fd)
+        if self._own_split_fd:
+            fd_num, _ = self.split_fd(fd)
+        else:
+            fd_num = fd if isinstance(fd, int) else fd.fileno()  # (split_fd's answer, as in add_handler)
         if fd_num < 0:
             # A socket closed before it was removed no longer knows its number: find its entry by
             # identity, or the loop would keep it (and whatever its handler holds) forever.
