@@ -415,8 +415,6 @@ class BaseIOStream:
         "read_chunk_size",
         "_read_buffer",
         "_write_buffer",
-        "_total_write_index",
-        "_total_write_done_index",
         "_write_futures",
         "_read_future",
         "_read_kind",
@@ -450,6 +448,11 @@ class BaseIOStream:
     max_write_buffer_size: Optional[int] = None
     _connect_future: Optional[Future] = None
     _ssl_connect_future: Optional[Future] = None
+    # The count of bytes queued by writes the kernel did not take at once, and of those sent: most
+    # streams' writes go straight through, so these stay class-level defaults until a stream
+    # queues one (16 B less per idle connection).
+    _total_write_index = 0
+    _total_write_done_index = 0
 
     # True when ``_handle_write`` is this class's own: ``write`` may then send straight away without
     # queueing first.  Computed per subclass (a TLS stream that overrides it takes the queued path).
@@ -489,9 +492,7 @@ class BaseIOStream:
         self._read_buffer = _ReadBuffer()
         # The write side is allocated on first need: most writes go straight to the kernel.
         self._write_buffer: Optional[_StreamBuffer] = None
-        self._total_write_index = 0
-        self._total_write_done_index = 0
-        self._write_futures: Optional[Deque[Tuple[int, Future]]] = None
+        self._write_futures: Optional[Deque[Tuple[int, Future]]] = None  # (read by every write: a slot)
         self._read_future: Optional[Future] = None
         self._read_kind = _NO_READ
         self._read_target: Any = None
