@@ -1695,3 +1695,90 @@ def test_closed_error_of_a_pending_read_is_like_a_constructed_one(io_loop):
         assert StreamClosedError().real_error is None and StreamClosedError().__cause__ is None
 
     run(io_loop, main)
+
+
+def test_read_from_fd_replaced_on_one_stream_is_used_for_its_reads_only(io_loop):
+    # Replacing read_from_fd on one stream (as Tornado's own tests do) routes that stream's reads
+    # through the replacement; another stream of the class, and the class itself, are untouched;
+    # deleting the replacement gives the stream its own method back.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        other, other_raw = await _tcp_stream_and_raw_peer()
+        assert IOStream.read_from_fd(stream, bytearray(1)) is None  # the class gives the plain function
+        assert stream.read_from_fd.__func__ is IOStream.read_from_fd
+        calls = []
+        real = stream.read_from_fd
+
+        def counting(buf):
+            calls.append(len(buf))
+            return real(buf)
+
+        stream.read_from_fd = counting
+        assert stream.read_from_fd is counting
+        raw.send(b"one\n")
+        other_raw.send(b"two\n")
+        assert await stream.read_until(b"\n") == b"one\n"
+        assert await other.read_until(b"\n") == b"two\n"
+        assert calls and other.read_from_fd.__func__ is IOStream.read_from_fd
+        seen = len(calls)
+        del stream.read_from_fd
+        assert stream.read_from_fd.__func__ is IOStream.read_from_fd
+        raw.send(b"three\n")
+        assert await stream.read_until(b"\n") == b"three\n"
+        assert len(calls) == seen
+        for s in (stream, other):
+            s.close()
+        raw.close()
+        other_raw.close()
+
+    run(io_loop, main)
+
+
+def test_read_from_fd_of_a_subclass_is_used(io_loop):
+    # A subclass that provides only read_from_fd (not the stream's faster read path) is read through it.
+    class Upper(IOStream):
+        def read_from_fd(self, buf):
+            count = super().read_from_fd(buf)
+            if count:
+                buf[:count] = bytes(buf[:count]).upper()
+            return count
+
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        raw = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+        listener.close()
+        stream = Upper(conn)
+        raw.send(b"shout\n")
+        assert await stream.read_until(b"\n") == b"SHOUT\n"
+        stream.close()
+        raw.close()
+
+    run(io_loop, main)
+
+
+def test_next_read_until_after_a_short_read_waits_or_reads_as_data_comes(io_loop):
+    # A request-response exchange: after a read that emptied the kernel, the next read_until is
+    # issued at once (it waits for the loop), later in the same task with the data already there
+    # (it reads it), or before the data comes (it waits, then gets it).
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        raw.send(b"first\n")
+        assert await stream.read_until(b"\n") == b"first\n"
+        pending = stream.read_until(b"\n")  # same pass: the kernel was found empty just now
+        await gen.sleep(0.01)
+        assert not pending.done()
+        raw.send(b"second\n")
+        assert await pending == b"second\n"
+        raw.send(b"third\n")
+        await gen.sleep(0.01)  # a later pass: the line is in the kernel already
+        assert await stream.read_until(b"\n") == b"third\n"
+        later = stream.read_until(b"\n")
+        io_loop.call_later(0.01, raw.send, b"fourth\n")
+        assert await later == b"fourth\n"
+        stream.close()
+        raw.close()
+
+    run(io_loop, main)

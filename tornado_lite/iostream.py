@@ -641,6 +641,15 @@ class BaseIOStream:
                     # The next request of a request-response exchange: the kernel had nothing more
                     # and the poller watches for it (``_try_inline_read`` would decide the same).
                     return future
+                if self._plain_read_events:
+                    # ``_try_inline_read``'s decision, without its other cases (``_may_read_this_pass``
+                    # of a plain stream): read now if this pass's turn is free, else wait for the loop
+                    # (the read that just ended took the turn and found the kernel empty).
+                    if self._take_read_turn():
+                        self._try_inline_read(True, True)
+                    else:
+                        self._park_read(state)
+                    return future
             self._try_inline_read(True)
         except UnsatisfiableReadError as e:
             gen_log.info("Unsatisfiable read, closing connection: %s" % e)
@@ -1438,10 +1447,11 @@ class BaseIOStream:
             self._buffer_overflow()
         return count
 
-    def _try_inline_read(self, buffer_checked: bool = False) -> None:
+    def _try_inline_read(self, buffer_checked: bool = False, turn_taken: bool = False) -> None:
         """Finishes the new read from buffered data or from what the kernel holds, else waits for READ.
 
         ``buffer_checked``: the caller already knows the buffered data does not satisfy the read.
+        ``turn_taken``: the caller already took this pass's read turn for it (``_may_read_this_pass``).
         """
         if not buffer_checked:
             if self._read_kind == _READ_DELIMITER:
@@ -1455,7 +1465,7 @@ class BaseIOStream:
         if self._closed:
             raise StreamClosedError(real_error=self.error)
         state = self._state
-        if (self._maybe_readable or state is None or not state & _READ) and self._may_read_this_pass():
+        if (self._maybe_readable or state is None or not state & _READ) and (turn_taken or self._may_read_this_pass()):
             pos = self._read_to_buffer_loop()
             if pos is not None:
                 self._finish_read(pos)
@@ -1463,6 +1473,10 @@ class BaseIOStream:
             if self._closed or self._read_future is None:  # (None: finished inside the loop)
                 return
             state = self._state
+        self._park_read(state)
+
+    def _park_read(self, state: Optional[int]) -> None:
+        """Leaves the new read to the loop: READ watched (``state``: the events watched now)."""
         # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
         if state is None or not state & _READ:
             self._add_io_state(_READ)
