@@ -179,10 +179,7 @@ class _Connection(weakref.ref):
     def __call__(self, future: "Future[Any]") -> None:  # type: ignore[override]
         stream = self.stream
         self.stream = None
-        # TCPServer._handler_done, inline (once per connection).
-        self.handler_running = False
-        if not self.stream_open:
-            self.server._forget(self)
+        self.server._handler_done(self)
         try:
             future.result()  # the common end: returned normally
         except BaseException:
@@ -197,11 +194,7 @@ class _Connection(weakref.ref):
         counts = server._counts
         counts.bytes_in += stream._bytes_read
         counts.bytes_out += stream._bytes_written
-        # TCPServer._stream_ended, inline (once per connection).
-        counts.closed += 1
-        self.stream_open = False
-        if not self.handler_running:
-            server._forget(self)
+        server._stream_ended(self)
         if server._accept_paused:
             server._maybe_resume_accepting()
 
