@@ -36,13 +36,17 @@ MICRO = os.path.join(HERE, "micro.py")
 LOADGEN_C = os.path.join(HERE, "loadgen.c")
 LOADGEN_PY = os.path.join(HERE, "loadgen.py")
 
-STACKS = ("tornado", "tornado-uvloop", "asyncio-streams", "tornado_lite")
+STACKS = ("tornado", "tornado-uvloop", "asyncio-streams", "tornado_lite", "floor")
 BASELINE = "tornado"
+# Not a rival: a bare epoll echo in pure Python (servers/echo_server.py, run_floor), measured in the
+# same run so that each target can be read against what Python itself allows for the same work.
+FLOOR = "floor"
 LABELS = {
     "tornado": "Tornado (asyncio)",
     "tornado-uvloop": "Tornado (uvloop)",
     "asyncio-streams": "asyncio streams",
     "tornado_lite": "tornado_lite",
+    "floor": "pure-Python floor",
 }
 
 Run = typing.Dict[str, typing.Any]  # one load generator result (its JSON)
@@ -746,7 +750,11 @@ class Bench(HttpBench):
         checks = {}
         for stack in self.stacks:
             self.results["stacks"][stack] = {"label": LABELS[stack]}
+            if stack == FLOOR:  # it has no loop API for the micro-benchmarks to call
+                self.results["stacks"][stack].update(micro=False, micro_reason="a bare epoll echo, no loop API")
             for key, script in (("server", ECHO_SERVER), ("micro", MICRO)):
+                if stack == FLOOR and key == "micro":
+                    continue
                 checks[stack, key] = subprocess.Popen([sys.executable, script, "--stack", stack, "--check"],
                                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                                       cwd=ROOT)
@@ -1061,6 +1069,14 @@ class Bench(HttpBench):
                 return None
             return _ratio(self.median(scenario, rival, m.key), self.median(scenario, "tornado_lite", m.key))
 
+        def capacity_of(scenario: str, stack: str) -> typing.Optional[float]:
+            """Like capacity(), for another stack against Tornado (asyncio)."""
+            sc = by_key.get(scenario)
+            m = sc.cpu_metric if sc else None
+            if m is None:
+                return None
+            return _ratio(self.median(scenario, BASELINE, m.key), self.median(scenario, stack, m.key))
+
         # The performance issues' targets: issue 9's throughput rows, tightened by issue 15 (CPU per MB,
         # per connection and memory per idle connection).
         specs = [
@@ -1082,6 +1098,9 @@ class Bench(HttpBench):
             if op == ">=":  # a throughput target: also judge it by CPU per unit of work
                 cap = capacity(scenario, BASELINE)
                 t.update(cpu_ratio=cap, cpu_met=verdict(cap, op, bound))
+            if FLOOR in self.stacks:  # what pure Python reaches for the same figure: how far a target is from it
+                t["floor_ratio"] = (capacity_of(scenario, FLOOR) if op == ">=" else _ratio(
+                    self.median(scenario, FLOOR, metric), self.median(scenario, BASELINE, metric)))
             out.append(t)
         # "Ahead of Tornado-on-uvloop and asyncio streams in every scenario" (each scenario's headline figure).
         for rival in ("tornado-uvloop", "asyncio-streams"):
@@ -1216,10 +1235,14 @@ def render_markdown(bench: Bench) -> str:
                     cells.append(_cell(m, 0, r["ratios"][stack].get(f"micro.{name}"), stack != BASELINE))
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
     # Targets
+    floor = any("floor_ratio" in t for t in r["targets"])
     lines += ["", f"Targets for tornado_lite (ratios to {LABELS[BASELINE]} unless stated). For throughput, the"
-              " last two columns judge the same target by server CPU per unit of work instead (work per CPU-second,"
-              " the rival's CPU per op ÷ tornado_lite's), which outside load disturbs far less.", "",
-              "| Target | Measured | Met | By server CPU | Met |", "|---|---|---|---|---|"]
+              " by-CPU columns judge the same target by server CPU per unit of work instead (work per CPU-second,"
+              " the rival's CPU per op ÷ tornado_lite's), which outside load disturbs far less."
+              + (f" The last column is the same ratio for the {LABELS[FLOOR]} (no futures, coroutines or streams):"
+                 " how far Python itself lets a target be reached." if floor else ""), "",
+              "| Target | Measured | Met | By server CPU | Met |" + (" Floor |" if floor else ""),
+              "|---|---|---|---|---|" + ("---|" if floor else "")]
 
     def fmt(ratio: typing.Optional[float], met: typing.Optional[bool]) -> str:
         r_text = "–" if ratio is None else _ratio_text(ratio)
@@ -1227,7 +1250,11 @@ def render_markdown(bench: Bench) -> str:
 
     for t in r["targets"]:
         cpu = fmt(t["cpu_ratio"], t["cpu_met"]) if "cpu_ratio" in t else " | "
-        lines.append(f"| {t['target']} | {fmt(t['ratio'], t['met'])} | {cpu} |")
+        row = f"| {t['target']} | {fmt(t['ratio'], t['met'])} | {cpu} |"
+        if floor:
+            fr = t.get("floor_ratio")
+            row += f" {'' if 'floor_ratio' not in t else ('–' if fr is None else _ratio_text(fr))} |"
+        lines.append(row)
     problems = []
     for sc_key, res in r["scenarios"].items():
         for stack, entry in res.items():
@@ -1263,7 +1290,7 @@ def render_chart(bench: Bench, path: str) -> str:
     ratios = bench.results["ratios"]
     fig, ax = plt.subplots(figsize=(11, 0.14 * len(rows) * max(1, len(others)) + 1.5))
     height = 0.8 / max(1, len(others))
-    colors = {"tornado-uvloop": "#8e8ee0", "asyncio-streams": "#9bc49b", "tornado_lite": "#e07a3a"}
+    colors = {"tornado-uvloop": "#8e8ee0", "asyncio-streams": "#9bc49b", "tornado_lite": "#e07a3a", FLOOR: "#c8c8c8"}
     for i, stack in enumerate(others):
         ys = [len(rows) - 1 - k + (i - (len(others) - 1) / 2) * height for k in range(len(rows))]
         vals = [ratios.get(stack, {}).get(key) for _, key in rows]

@@ -9,6 +9,8 @@ The line echo is the documentation's TCPServer example (``read_until(b"\\n")`` t
   tornado          Tornado 6 on asyncio's default loop
   tornado-uvloop   Tornado 6 on uvloop
   asyncio-streams  not Tornado at all: the same echo on ``asyncio.start_server`` (a comparison column)
+  floor            not Tornado either: a bare epoll loop with no futures, coroutines or streams (a
+                   reference column: what pure Python costs at the least, for the same work)
 
 The server binds 127.0.0.1 on an ephemeral port, prints ``LISTENING <port>`` on stdout and runs
 until it is killed (the driver sends SIGTERM).  If the stack cannot be imported it prints
@@ -122,6 +124,149 @@ def run_asyncio_streams(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> 
     asyncio.run(main())
 
 
+class _FloorConn:
+    """One connection of the floor server: its socket, the unfinished line, the unsent reply."""
+
+    __slots__ = ("sock", "partial", "unsent", "handshaking")
+
+    def __init__(self, sock: socket.socket, handshaking: bool) -> None:
+        self.sock = sock
+        self.partial = b""
+        self.unsent: typing.Optional[typing.Union[bytes, memoryview]] = None
+        self.handshaking = handshaking
+
+
+def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
+    """The pure-Python floor: epoll, recv, send, and nothing else.
+
+    No futures, no coroutines, no stream objects: what any Python server must spend at the least
+    for the same work, so that a target can be read against what Python itself allows. In the bulk
+    modes it turns Nagle's algorithm off (a 64 KiB send's short last segment would otherwise wait for
+    the peer's ACK: benchmarks/README.md, "Bulk, session 4"); line echoes are single small sends. It reads
+    64 KiB at a time, once per connection per poll (as a stream's ``read_bytes(65536)`` does), echoes
+    a chunk as it comes in bulk mode, and up to the last complete line in the line modes (one
+    ``send`` for all the lines a read brought), and stops reading a connection while a reply waits
+    for room, so that its memory stays bounded like the streams'.
+    """
+    import select
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(BACKLOG)
+    listener.setblocking(False)
+    poller = select.epoll()
+    listen_fd = listener.fileno()
+    poller.register(listen_fd, select.EPOLLIN)
+    conns: typing.Dict[int, _FloorConn] = {}
+    by_lines = mode != "bulk"
+    want_read = (ssl.SSLWantReadError, BlockingIOError)
+    announce(listener.getsockname()[1])
+
+    def close(fd: int) -> None:
+        conn = conns.pop(fd)
+        poller.unregister(fd)
+        conn.sock.close()
+
+    def send(fd: int, conn: _FloorConn, out: typing.Union[bytes, memoryview], head: bytes = b"") -> bool:
+        """Send head + out (gathered, not joined); keep what the kernel did not take and watch for room.
+
+        False if the peer is gone.
+        """
+        if head and ssl_ctx is not None:  # an SSLSocket cannot gather
+            out, head = head + bytes(out), b""
+        try:
+            sent = conn.sock.sendmsg([head, out]) if head else conn.sock.send(out)
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            sent = 0  # OpenSSL wants the same buffer again; the kernel took none of a plain send
+        except OSError:
+            close(fd)
+            return False
+        if sent < len(head) + len(out):
+            if head:  # rare: a short gathered send; its rest is joined once
+                out = head + bytes(out)
+            conn.unsent = memoryview(out)[sent:] if sent else out
+            poller.modify(fd, select.EPOLLOUT)
+        return True
+
+    def serve(fd: int, conn: _FloorConn) -> None:
+        sock = conn.sock
+        if conn.handshaking:
+            try:
+                sock.do_handshake()  # type: ignore[attr-defined]
+            except ssl.SSLWantReadError:
+                poller.modify(fd, select.EPOLLIN)
+                return
+            except ssl.SSLWantWriteError:
+                poller.modify(fd, select.EPOLLOUT)
+                return
+            except OSError:  # ssl.SSLError included: a bad handshake ends the connection
+                close(fd)
+                return
+            conn.handshaking = False
+            poller.modify(fd, select.EPOLLIN)
+        if conn.unsent is not None:
+            out, conn.unsent = conn.unsent, None
+            if not send(fd, conn, out) or conn.unsent is not None:
+                return
+            poller.modify(fd, select.EPOLLIN)
+        while True:
+            try:
+                data = sock.recv(65536)
+            except want_read:
+                return
+            except OSError:
+                close(fd)
+                return
+            if not data:
+                close(fd)
+                return
+            head = b""
+            out: typing.Union[bytes, memoryview] = data
+            if by_lines:  # send up to the last complete line: the earlier part and this read, not joined
+                end = data.rfind(b"\n") + 1
+                if not end:
+                    conn.partial += data
+                    out = b""
+                elif end < len(data):
+                    head, conn.partial, out = conn.partial, data[end:], memoryview(data)[:end]
+                else:
+                    head, conn.partial = conn.partial, b""
+            if out and (not send(fd, conn, out, head) or conn.unsent is not None):
+                return
+            # Once per poll, as the streams read; but what OpenSSL already decrypted is invisible to epoll.
+            if not (ssl_ctx and sock.pending()):  # type: ignore[attr-defined]
+                return
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE and kin: try again at the next poll
+                return
+            sock.setblocking(False)
+            if mode != "line":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_ctx is not None:
+                sock = ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            fd = sock.fileno()
+            conns[fd] = conn = _FloorConn(sock, ssl_ctx is not None)
+            poller.register(fd, select.EPOLLIN)
+            if conn.handshaking:
+                serve(fd, conn)
+
+    while True:
+        for fd, _events in poller.poll():
+            if fd == listen_fd:
+                accept()
+            else:
+                conn = conns.get(fd)
+                if conn is not None:
+                    serve(fd, conn)
+
+
 def announce(port: int) -> None:
     sys.stdout.write(f"LISTENING {port}\n")
     sys.stdout.flush()
@@ -140,7 +285,7 @@ def make_ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--stack", required=True, choices=["tornado_lite", "tornado", "tornado-uvloop", "asyncio-streams"]
+        "--stack", required=True, choices=["tornado_lite", "tornado", "tornado-uvloop", "asyncio-streams", "floor"]
     )
     parser.add_argument("--mode", default="line", choices=["line", "bulk", "bulk_lines"])
     parser.add_argument("--certfile")
@@ -150,7 +295,7 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     ssl_ctx = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
-    if args.stack != "asyncio-streams":
+    if args.stack not in ("asyncio-streams", "floor"):
         try:
             load_tornado_api(args.stack)
         except Exception as e:  # an unfinished or broken stack is a "n/a" column, not a crash
@@ -173,6 +318,8 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     try:
         if args.stack == "asyncio-streams":
             run_asyncio_streams(args.mode, ssl_ctx)
+        elif args.stack == "floor":
+            run_floor(args.mode, ssl_ctx)
         else:
             run_tornado_style(args.stack, args.mode, ssl_ctx)
     except (KeyboardInterrupt, SystemExit):
