@@ -206,8 +206,8 @@ def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
             conn.handshaking = False
             poller.modify(fd, select.EPOLLIN)
         if conn.unsent is not None:
-            out, conn.unsent = conn.unsent, None
-            if not send(fd, conn, out) or conn.unsent is not None:
+            rest, conn.unsent = conn.unsent, None
+            if not send(fd, conn, rest) or conn.unsent is not None:
                 return
             poller.modify(fd, select.EPOLLIN)
         while True:
@@ -222,7 +222,7 @@ def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
                 close(fd)
                 return
             head = b""
-            out: typing.Union[bytes, memoryview] = data
+            out: typing.Union[bytes, memoryview] = data  # what to send after head
             if by_lines:  # send up to the last complete line: the earlier part and this read, not joined
                 end = data.rfind(b"\n") + 1
                 if not end:
