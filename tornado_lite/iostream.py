@@ -1765,7 +1765,6 @@ class IOStream(BaseIOStream):
             # write_to_fd is replaced (a test, or a subclass): honour it.
             return self.write_to_fd(b"".join(pieces))  # type: ignore[arg-type]
         size = sum(map(len, pieces))
-        # One send now carries a 64 KiB write's four records: Nagle would hold its tail (see _bulk_nodelay).
         if size >= _nodelay_check_from and (size >= _BULK_SEND) is not self._auto_nodelay:
             self._bulk_nodelay(size)
         return self.socket.sendmsg(pieces)
@@ -2059,16 +2058,8 @@ class SSLIOStream(IOStream):
         "_server_hostname",
         "_tls_end",
         "_tls_bulk",
-        "_tls_in",
-        "_tls_out",
-        "_tls_unsent",
-        "_tls_unsent_plain",
-        "_tls_fill_ok",
     )
     _gather_writes = False  # write_to_fd encrypts: corked data is joined first
-    # Private switch: run TLS over memory BIOs that this stream fills and drains with large socket
-    # reads and one send per write (see _attach_memory_bios), instead of OpenSSL's own socket I/O.
-    _memory_bio = os.environ.get("TORNADO_LITE_TLS_BIO", "") == "1"
 
     socket: ssl.SSLSocket
 
@@ -2089,17 +2080,7 @@ class SSLIOStream(IOStream):
         self._tls_end: Union[None, bool, BaseException] = None
         # Full-size records are arriving (bulk data): read several per chunk (see _read_chunk).
         self._tls_bulk = False
-        # The memory BIOs (None: OpenSSL does the socket I/O itself), and ciphertext the kernel has
-        # not taken yet with the count of plaintext bytes it carries (see _write_through_bios).
-        self._tls_in: Optional[ssl.MemoryBIO] = None
-        self._tls_out: Optional[ssl.MemoryBIO] = None
-        self._tls_unsent: Optional[memoryview] = None
-        self._tls_unsent_plain = 0
-        # Whether the read under way may refill the input BIO from the kernel (see _fill_from_socket).
-        self._tls_fill_ok = True
         sock = self.socket
-        if self._memory_bio:
-            self._attach_memory_bios()
         if getattr(sock, "server_side", False):
             # Accepted, so connected: the client speaks first (its hello), so wait to read.
             self._handshake_reading = True
@@ -2146,7 +2127,6 @@ class SSLIOStream(IOStream):
     # -- the handshake ----------------------------------------------------------------------------
 
     def _handle_events(self, fd: Any, events: int) -> None:
-        self._tls_fill_ok = True  # reads the poller asked for may go to the kernel
         if not self._ssl_accepting:
             BaseIOStream._handle_events(self, fd, events)
             return
@@ -2184,10 +2164,7 @@ class SSLIOStream(IOStream):
         sock = self.socket
         try:
             sslobj = sock._sslobj  # type: ignore[attr-defined]
-            if self._tls_in is not None and sslobj is not None:
-                if not self._handshake_through_bios(sslobj):
-                    return
-            elif sslobj is not None:
+            if sslobj is not None:
                 # Straight to the SSL object: SSLSocket.do_handshake also resets the socket's timeout
                 # (a system call) on every step.
                 sslobj.do_handshake()
@@ -2200,8 +2177,6 @@ class SSLIOStream(IOStream):
             self._handshake_writing = True
             return
         except ssl.SSLError as err:
-            if self._tls_in is not None:
-                self._send_alert()
             code = err.args[0]
             if code in (ssl.SSL_ERROR_EOF, ssl.SSL_ERROR_ZERO_RETURN):
                 # The peer hung up mid-handshake (a port scan, a health check): nothing to report.
@@ -2228,8 +2203,6 @@ class SSLIOStream(IOStream):
             self.close(exc_info=err)
             return
         self._ssl_accepting = False
-        if self._tls_in is not None and self._tls_in.pending:
-            self._maybe_readable = True  # data that came with the handshake's end waits in the BIO
         self._finish_ssl_connect()
 
     def _finish_ssl_connect(self) -> None:
@@ -2291,8 +2264,6 @@ class SSLIOStream(IOStream):
             server_side=False,
             do_handshake_on_connect=False,
         )
-        if self._memory_bio:
-            self._attach_memory_bios()
 
     def _close_if_cancelled(self, future: Future) -> None:
         # start_tls's caller gave up on the handshake: nobody else can reach this stream to close it.
@@ -2314,18 +2285,11 @@ class SSLIOStream(IOStream):
 
     def _may_read_this_pass(self) -> bool:
         # Turns as for a plain stream, but only while the poller sees everything left to read: not
-        # during the handshake, nor with decrypted data or the end of the stream held by the TLS object
-        # (or ciphertext held by its input BIO).
+        # during the handshake, nor with decrypted data or the end of the stream held by the TLS object.
         sslobj = getattr(self.socket, "_sslobj", None)
-        if self._ssl_accepting or self._tls_end is not None or sslobj is None:
+        if self._ssl_accepting or self._tls_end is not None or sslobj is None or sslobj.pending():
             return True
-        incoming = self._tls_in
-        if sslobj.pending() or (incoming is not None and incoming.pending):
-            # Served from what is held here; a refill from the kernel it may need takes the turn then.
-            self._tls_fill_ok = False
-            return True
-        turn = self._tls_fill_ok = self._take_read_turn()
-        return turn
+        return self._take_read_turn()
 
     def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
         sock = self.socket
@@ -2342,8 +2306,6 @@ class SSLIOStream(IOStream):
             if chunk is not None and len(chunk) < _TLS_RECORD:
                 self._tls_bulk = False
             return chunk
-        if self._tls_in is not None:
-            return self._record_from_bios(sslobj, size)
         # One record, as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that
         # wants exactly this chunk gets this very object.
         try:
@@ -2374,8 +2336,6 @@ class SSLIOStream(IOStream):
             sslobj = self.socket._sslobj  # type: ignore[attr-defined]
             if sslobj is None:
                 return self.socket.recv_into(buf)  # raises the right error for a closed socket
-            if self._tls_in is not None:
-                return self._read_through_bios(sslobj, buf)
             size = len(buf)
             if size > _TLS_MAX_IO:
                 size = _TLS_MAX_IO
@@ -2427,8 +2387,6 @@ class SSLIOStream(IOStream):
             sslobj = self.socket._sslobj  # type: ignore[attr-defined]
             if sslobj is None:
                 return self.socket.send(data)
-            if self._tls_in is not None:
-                return self._write_through_bios(sslobj, data)
             # OpenSSL writes all of ``data`` or reports WANT_WRITE having kept its place; the retry
             # passes the same bytes (the write buffer's front, perhaps longer), as it requires.
             return sslobj.write(data)
@@ -2443,210 +2401,8 @@ class SSLIOStream(IOStream):
             return True
         return IOStream._is_connreset(self, exc)
 
-    # -- TLS over memory BIOs (the private switch ``_memory_bio``) --------------------------------
-    #
-    # OpenSSL's own socket I/O reads each record's 5-byte header and its body with two system calls
-    # and writes each record with one.  Over memory BIOs the stream does the socket I/O itself: one
-    # recv of a read chunk's worth feeds several records, and a write's records go out in one send.
-    # ``self.socket`` stays the ``ssl.SSLSocket`` (certificate, cipher, ALPN, session, options all
-    # answer as before): only its SSL object is replaced, before any handshake byte moved.
-
-    def _attach_memory_bios(self) -> None:
-        sock = self.socket
-        sslobj = getattr(sock, "_sslobj", None)
-        if sslobj is None or not isinstance(sock, ssl.SSLSocket) or sslobj.cipher() is not None:
-            return  # not connected yet (connect() attaches them), or a handshake already ran
-        incoming = ssl.MemoryBIO()
-        outgoing = ssl.MemoryBIO()
-        sock._sslobj = sock.context._wrap_bio(  # type: ignore[attr-defined]
-            incoming,
-            outgoing,
-            sock.server_side,
-            sock.server_hostname,
-            owner=sock,
-            session=sock._session,  # type: ignore[attr-defined]
-        )
-        self._tls_in = incoming
-        self._tls_out = outgoing
-
-    def _fill_from_socket(self) -> Optional[int]:
-        """Moves what the kernel holds (up to ``_fill_size()`` bytes) into the input BIO.
-
-        The count, 0 at the end of the stream (the BIO then reports EOF), None if the kernel had nothing.
-        """
-        if not self._tls_fill_ok:
-            # A new read served from the BIO until it ran dry: going to the kernel takes this pass's
-            # read turn, as any new read's does (fairness between streams; see _may_read_this_pass).
-            if not self._take_read_turn():
-                return None
-            self._tls_fill_ok = True
-        if self._tls_out.pending:  # type: ignore[union-attr]
-            self._flush_to_socket()  # an answer OpenSSL wrote while reading (a key update)
-        try:
-            data = _socket_recv(self.socket, self._fill_size())
-        except BlockingIOError:
-            self._maybe_readable = False
-            return None
-        if data:
-            self._tls_in.write(data)  # type: ignore[union-attr]
-        else:
-            self._tls_in.write_eof()  # type: ignore[union-attr]
-        return len(data)
-
-    def _fill_size(self) -> int:
-        # A read chunk's worth of ciphertext (records add up to 1/16 to their data), and at least a
-        # whole record: a fill moves from the kernel about what one plain read of this stream would.
-        chunk = self.read_chunk_size
-        return chunk + (chunk >> 4) if chunk > _TLS_RECORD else _TLS_RECORD + 1024
-
-    def _flush_to_socket(self) -> bool:
-        """Sends what OpenSSL wrote to the output BIO (after what the kernel refused before).
-
-        True once all of it is in the kernel; otherwise the rest waits in ``_tls_unsent``.
-        """
-        data: Any = self._tls_out.read()  # type: ignore[union-attr]
-        unsent = self._tls_unsent
-        if unsent is not None:
-            data = b"".join((unsent, data)) if data else unsent
-        if not data:
-            return True
-        size = len(data)
-        # One send now carries a 64 KiB write's four records: Nagle would hold its tail (see _bulk_nodelay).
-        if size >= _nodelay_check_from and (size >= _BULK_SEND) is not self._auto_nodelay:
-            self._bulk_nodelay(size)
-        try:
-            sent = _socket_send(self.socket, data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            self._tls_unsent = memoryview(data)[sent:]
-            return False
-        self._tls_unsent = None
-        return True
-
-    def _send_alert(self) -> None:
-        # A failed handshake: OpenSSL wrote its alert to the output BIO; the peer should see it, as it
-        # would with OpenSSL's own socket I/O.  Best effort: the stream closes either way.
-        try:
-            self._flush_to_socket()
-        except OSError:
-            pass
-
-    def _handshake_through_bios(self, sslobj: Any) -> bool:
-        """Runs the handshake as far as the kernel's data allows: True once done and all of it sent."""
-        while True:
-            try:
-                sslobj.do_handshake()
-                done = True
-            except ssl.SSLWantReadError:
-                done = False
-            if not self._flush_to_socket():
-                self._handshake_writing = True
-                return False
-            if done:
-                return True
-            if self._fill_from_socket() is None:
-                self._handshake_reading = True
-                return False
-
-    def _record_from_bios(self, sslobj: Any, size: int) -> Optional[bytes]:
-        """``_read_chunk``'s one record (see there), refilling the input BIO when it runs dry."""
-        drained = False
-        while True:
-            try:
-                data = sslobj.read(size if size < _TLS_MAX_IO else _TLS_MAX_IO)
-                break
-            except ssl.SSLWantReadError:
-                if drained:
-                    self._maybe_readable = False
-                    return None
-                filled = self._fill_from_socket()
-                if filled is None:
-                    return None
-                drained = filled < self._fill_size()
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                return b""
-        count = len(data)
-        if count >= _TLS_RECORD:
-            self._tls_bulk = True
-        elif count < size and not self._tls_in.pending:  # type: ignore[union-attr]
-            self._maybe_readable = False  # a short record, and nothing behind it: the burst is over
-        return data
-
-    def _read_through_bios(self, sslobj: Any, buf: Union[bytearray, memoryview]) -> Optional[int]:
-        """``read_from_fd`` over the BIOs: decrypts records into ``buf`` until it is full or all is read."""
-        size = len(buf)
-        if size > _TLS_MAX_IO:
-            size = _TLS_MAX_IO
-        count = 0
-        drained = False  # the kernel gave all it had during this call
-        with memoryview(buf) as view:
-            while count < size:
-                try:
-                    if count:
-                        with view[count:size] as rest:
-                            more = sslobj.read(size - count, rest)
-                    else:
-                        more = sslobj.read(size, view)
-                except ssl.SSLWantReadError:
-                    if drained:
-                        self._maybe_readable = False
-                        break
-                    filled = self._fill_from_socket()
-                    if filled is None:
-                        break
-                    drained = filled < self._fill_size()
-                    continue
-                except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                    if not count:
-                        return 0
-                    self._tls_end = True  # reported by the next read, after this data
-                    break
-                except OSError as e:
-                    if not count:
-                        raise
-                    self._tls_end = e
-                    break
-                if not more:
-                    if not count:
-                        return 0
-                    self._tls_end = True  # close_notify: the next read reports the end
-                    break
-                count += more
-                if more < _TLS_RECORD and count < size and not self._tls_in.pending:  # type: ignore[union-attr]
-                    self._maybe_readable = False  # a short record, and nothing behind it: the burst is over
-                    break
-        return count if count else None
-
-    def _write_through_bios(self, sslobj: Any, data: Any) -> int:
-        """``write_to_fd`` over the BIOs: encrypts, and sends the records in one call.
-
-        Reports the plaintext taken once its records are all in the kernel; until then 0, keeping the
-        unsent records, and the retry (the write buffer's front again, as OpenSSL's own socket writes
-        require) sends them first and reports the plaintext they carry.
-        """
-        if self._tls_unsent is not None:
-            if not self._flush_to_socket():
-                return 0
-            taken = self._tls_unsent_plain
-            if taken:
-                self._tls_unsent_plain = 0
-                return taken
-        if len(data) > _TLS_BIO_WRITE:
-            data = data[:_TLS_BIO_WRITE]
-        taken = sslobj.write(data)
-        if not self._flush_to_socket():
-            self._tls_unsent_plain = taken
-            return 0
-        return taken
-
 
 _tls_read_from_fd = SSLIOStream.read_from_fd
-# Over memory BIOs: the most plaintext one write encrypts at once.
-_TLS_BIO_WRITE = 256 * 1024
-# The plain socket's own recv and send (an SSLSocket overrides them to go through OpenSSL).
-_socket_recv = _socket.socket.recv
-_socket_send = _socket.socket.send
 
 
 __all__ = [
