@@ -2295,32 +2295,68 @@ class SSLIOStream(IOStream):
         sock = self.socket
         sslobj = sock._sslobj  # type: ignore[attr-defined]
         if (
-            self._tls_bulk
-            or self._ssl_accepting
+            self._ssl_accepting
             or self._tls_end is not None
             or sslobj is None
             or getattr(self.read_from_fd, "__func__", None) is not _tls_read_from_fd
         ):
-            # Bulk data, or a case read_from_fd deals with (or read_from_fd was replaced: honour it).
-            chunk = BaseIOStream._read_chunk(self, size)
-            if chunk is not None and len(chunk) < _TLS_RECORD:
-                self._tls_bulk = False
-            return chunk
-        # One record, as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that
-        # wants exactly this chunk gets this very object.
+            # A case read_from_fd deals with (or read_from_fd was replaced: honour it).
+            return BaseIOStream._read_chunk(self, size)
+        # Records as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that wants
+        # exactly one record's data gets this very object.  In bulk (full records) the first is asked
+        # for at its size, so that the bytes object is not made larger than it needs to be.
+        want = size if size < _TLS_MAX_IO else _TLS_MAX_IO
+        if self._tls_bulk and want > _TLS_RECORD:
+            want = _TLS_RECORD
         try:
-            data = sslobj.read(size if size < _TLS_MAX_IO else _TLS_MAX_IO)
+            data = sslobj.read(want)
         except ssl.SSLWantReadError:
             self._maybe_readable = False
             return None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return b""  # see read_from_fd
         count = len(data)
-        if count >= _TLS_RECORD:
-            self._tls_bulk = True
-        elif count < size:
-            self._maybe_readable = False  # a short record, wholly read: the burst is over
-        return data
+        if count < _TLS_RECORD:
+            self._tls_bulk = False
+            if 0 < count < size:
+                self._maybe_readable = False  # a short record, wholly read: the burst is over
+            return data
+        self._tls_bulk = True
+        if count >= size:
+            return data
+        return self._gather_records(sslobj, data, size)
+
+    def _gather_records(self, sslobj: Any, first: bytes, size: int) -> bytes:
+        """A full record, ``first``, and the records already readable behind it: up to ``size`` bytes.
+
+        Read as bytes objects and joined once (one copy), rather than decrypted into a zero-filled
+        bytearray that a read then copies into bytes.  What stops the gathering after some data (an
+        error, the end of the stream) is left in ``_tls_end`` for the next read.
+        """
+        records = [first]
+        count = len(first)
+        while count < size:
+            want = size - count
+            try:
+                data = sslobj.read(want if want < _TLS_RECORD else _TLS_RECORD)
+            except ssl.SSLWantReadError:
+                self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
+                break
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                self._tls_end = True  # reported by the next read, after this data
+                break
+            except OSError as e:
+                self._tls_end = e
+                break
+            if not data:
+                self._tls_end = True  # close_notify: the next read reports the end
+                break
+            records.append(data)
+            count += len(data)
+            if len(data) < _TLS_RECORD and count < size:
+                self._maybe_readable = False  # a short record: the burst is over
+                break
+        return b"".join(records)
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         """Decrypts into ``buf``: the count, 0 at the end of the stream, None if nothing is ready."""
