@@ -1405,3 +1405,23 @@ def test_start_tls_after_bulk_plain_data(io_loop, pki):
             listener.close()
 
     run(io_loop, main)
+
+
+def test_new_read_after_handshake_goes_to_the_socket_at_once(io_loop, pki):
+    """A new read right after the handshake tries the socket before waiting, as Tornado's does: on a
+    descriptor closed behind the stream's back (Tornado's own test_inline_read_error) the read call
+    itself raises the error, for a TLS stream as for a plain one."""
+
+    async def main():
+        listener = Listener(server_context(pki))
+        server, client = await tls_pair(listener, client_context(pki))
+        try:
+            os.close(server.socket.fileno())
+            with pytest.raises(OSError):
+                server.read_bytes(1)
+        finally:
+            server.close()
+            client.close()
+            listener.close()
+
+    run(io_loop, main)

@@ -2153,9 +2153,17 @@ class SSLIOStream(IOStream):
             gen_log.error("Uncaught exception, closing connection.", exc_info=True)
             self.close(exc_info=e)
             raise
-        # Just completed: serve what waited for it (reads may find data already decrypted, queued
-        # writes go out), then watch what the stream needs from now on.
-        BaseIOStream._handle_events(self, fd, events | _READ | _WRITE)
+        # Just completed: serve what waited for it (a pending read may find data already there, queued
+        # writes go out), then watch what the stream needs from now on.  With no read pending nothing
+        # is read now (the poller still watches READ): the next new read then tries the socket at
+        # once, as Tornado's does, where a read here would most likely find the kernel empty and
+        # leave that read waiting for the poller (Tornado's test_inline_read_error: an error of the
+        # socket is raised by the read call itself).
+        if self._read_future is not None:
+            events |= _READ
+        else:
+            events &= ~_READ
+        BaseIOStream._handle_events(self, fd, events | _WRITE)
 
     def _do_ssl_handshake(self) -> None:
         """One step of the handshake; closes the stream if it fails."""
@@ -2313,7 +2321,10 @@ class SSLIOStream(IOStream):
         except ssl.SSLWantReadError:
             self._maybe_readable = False
             return None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+            end = self._end_of_stream(e)
+            if end is not True:
+                raise end  # type: ignore[misc]
             return b""  # see read_from_fd
         count = len(data)
         if count < _TLS_RECORD:
@@ -2342,8 +2353,8 @@ class SSLIOStream(IOStream):
             except ssl.SSLWantReadError:
                 self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
                 break
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                self._tls_end = True  # reported by the next read, after this data
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
                 break
             except OSError as e:
                 self._tls_end = e
@@ -2380,9 +2391,12 @@ class SSLIOStream(IOStream):
             except ssl.SSLWantReadError:
                 self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
                 return None
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
                 # The peer closed without close_notify, or with it when we had sent ours: an end of
                 # stream like any other (what ssl's suppress_ragged_eofs does for recv).
+                end = self._end_of_stream(e)
+                if end is not True:
+                    raise end  # type: ignore[misc]
                 return 0
             if count < _TLS_RECORD:
                 if 0 < count < size:
@@ -2397,8 +2411,8 @@ class SSLIOStream(IOStream):
                         except ssl.SSLWantReadError:
                             self._maybe_readable = False
                             break
-                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                            self._tls_end = True  # reported by the next read, after this data
+                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                            self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
                             break
                         except OSError as e:
                             self._tls_end = e
@@ -2413,6 +2427,22 @@ class SSLIOStream(IOStream):
             return count
         finally:
             del buf
+
+    def _end_of_stream(self, error: BaseException) -> Union[bool, BaseException]:
+        """What a read's EOF from OpenSSL means: True (the end of the stream), or the descriptor's error.
+
+        OpenSSL reports a read on a descriptor closed behind the stream's back (``os.close``) as an EOF
+        without close_notify, like a peer's ragged close.  A plain stream's ``recv`` raises EBADF
+        there, and so does Tornado's TLS stream (from the close that follows): so a ragged EOF checks
+        the descriptor (one system call, once per connection at most) and, if it is gone, that error
+        is what the read raises.
+        """
+        if isinstance(error, ssl.SSLEOFError):
+            try:
+                self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            except OSError as e:
+                return e
+        return True
 
     def write_to_fd(self, data: memoryview) -> int:
         try:
