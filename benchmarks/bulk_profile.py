@@ -224,7 +224,8 @@ def run_inproc(args: argparse.Namespace) -> None:
     each until ``--mb`` MB per connection came back.  Run it twice with two sizes under
     ``valgrind --tool=callgrind`` and divide the difference by the difference of MB echoed; the
     client's share is the same for every server variant compared.  ``--bio`` runs the server ends
-    over memory BIOs (SSLIOStream's private switch).
+    over memory BIOs: SSLIOStream's private switch of the experiment in commit 768b662 (reverted by
+    the next commit, a wash: see benchmarks/README.md); on a tree without it, --bio is refused.
     """
     from tornado_lite import gen
     from tornado_lite.ioloop import IOLoop
@@ -235,6 +236,9 @@ def run_inproc(args: argparse.Namespace) -> None:
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(cert, key)
         client_ctx = ssl.create_default_context(cafile=ca)
+
+    if args.bio and not hasattr(SSLIOStream, "_attach_memory_bios"):
+        sys.exit("--bio needs the memory-BIO experiment's tree (commit 768b662)")
 
     class ServerStream(SSLIOStream):
         _memory_bio = bool(args.bio)
@@ -455,7 +459,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--serve-floor", type=int, metavar="READ_SIZE", help=argparse.SUPPRESS)
     p.add_argument("--inproc", action="store_true", help="TLS bulk echo in one process (for callgrind)")
-    p.add_argument("--bio", action="store_true", help="with --inproc: server streams over memory BIOs")
+    p.add_argument("--bio", action="store_true", help="with --inproc: server streams over memory BIOs (commit 768b662)")
     p.add_argument("--mb", type=float, default=64.0, help="with --inproc: MB echoed per connection")
     p.add_argument("--serve-floor-bio", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--certfile", help=argparse.SUPPRESS)
