@@ -5,6 +5,8 @@ TLS) for each stack named, plus two pure-Python epoll echo "floors" that are not
 
   floor       recv(262144), one send of what was read (what no read_bytes(65536) API can do)
   floor64     recv(65536), one send of what was read, one read per stream per poll
+  floorbio    (TLS only) an ``ssl.SSLObject`` over ``MemoryBIO``s: recv_into(262144) feeds OpenSSL,
+              every record it holds is decrypted, re-encrypted, and sent with one send
 
 and drives it with the suite's C load generator (benchmarks/loadgen.c, 4 connections streaming
 64 KiB, 256 KiB window).  Server on CPU 0, load generator on CPU 1, as in the suite.  Inside the
@@ -133,6 +135,164 @@ def serve_floor(read_size: int, certfile: typing.Optional[str], keyfile: typing.
                 ep.modify(fd, sel.EPOLLOUT)
 
 
+def serve_floor_bio(certfile: str, keyfile: str) -> None:
+    """A bare epoll TLS echo through MemoryBIOs: one large recv_into, all records, one send."""
+    import select as sel
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(128)
+    lsock.setblocking(False)
+    ep = sel.epoll()
+    ep.register(lsock.fileno(), sel.EPOLLIN)
+    conns: typing.Dict[int, typing.Any] = {}
+    scratch = bytearray(262144)
+    view = memoryview(scratch)
+    sys.stdout.write(f"LISTENING {lsock.getsockname()[1]}\n")
+    sys.stdout.flush()
+
+    def flush(s: socket.socket, out: ssl.MemoryBIO, unsent: typing.List[bytes]) -> bool:
+        data = (unsent.pop() if unsent else b"") + out.read()
+        if not data:
+            return True
+        try:
+            n = s.send(data)
+        except BlockingIOError:
+            n = 0
+        if n < len(data):
+            unsent.append(data[n:])
+            return False
+        return True
+
+    while True:
+        for fd, events in ep.poll():
+            if fd == lsock.fileno():
+                s, _ = lsock.accept()
+                s.setblocking(False)
+                inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+                conns[s.fileno()] = [s, ctx.wrap_bio(inc, out, server_side=True), inc, out, [], True]
+                ep.register(s.fileno(), sel.EPOLLIN)
+                continue
+            entry = conns[fd]
+            s, obj, inc, out, unsent, shaking = entry
+            if events & sel.EPOLLOUT:
+                if not flush(s, out, unsent):
+                    continue
+                ep.modify(fd, sel.EPOLLIN)
+            try:
+                n = s.recv_into(scratch)
+            except BlockingIOError:
+                continue
+            except OSError:
+                n = 0
+            if not n:
+                ep.unregister(fd)
+                s.close()
+                del conns[fd]
+                continue
+            inc.write(view[:n])
+            if shaking:
+                try:
+                    obj.do_handshake()
+                    entry[5] = False
+                except ssl.SSLWantReadError:
+                    pass
+                flush(s, out, unsent)
+                if entry[5]:
+                    continue
+            while True:
+                try:
+                    data = obj.read(262144)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLError:
+                    data = b""
+                if not data:
+                    break
+                obj.write(data)
+            if not flush(s, out, unsent):
+                ep.modify(fd, sel.EPOLLIN | sel.EPOLLOUT)
+
+
+def run_inproc(args: argparse.Namespace) -> None:
+    """The TLS bulk echo in one process, for callgrind: user-space instructions per MB, deterministic.
+
+    4 TCP loopback connections; server ends are SSLIOStreams running the suite's bulk echo
+    (read_bytes(65536, partial=True), write), client ends SSLIOStreams that keep 256 KiB in flight
+    each until ``--mb`` MB per connection came back.  Run it twice with two sizes under
+    ``valgrind --tool=callgrind`` and divide the difference by the difference of MB echoed; the
+    client's share is the same for every server variant compared.  ``--bio`` runs the server ends
+    over memory BIOs: SSLIOStream's private switch of the experiment in commit 768b662 (reverted by
+    the next commit, a wash: see benchmarks/README.md); on a tree without it, --bio is refused.
+    """
+    from tornado_lite import gen
+    from tornado_lite.ioloop import IOLoop
+    from tornado_lite.iostream import SSLIOStream, StreamClosedError
+
+    with tempfile.TemporaryDirectory() as d:
+        ca, cert, key = make_certs(d)
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(cert, key)
+        client_ctx = ssl.create_default_context(cafile=ca)
+
+    if args.bio and not hasattr(SSLIOStream, "_attach_memory_bios"):
+        sys.exit("--bio needs the memory-BIO experiment's tree (commit 768b662)")
+
+    class ServerStream(SSLIOStream):
+        _memory_bio = bool(args.bio)
+
+    chunk = b"x" * 65536
+    per_conn = int(args.mb * 1e6) // len(chunk)
+
+    async def echo(stream: SSLIOStream) -> None:
+        try:
+            while True:
+                await stream.write(await stream.read_bytes(65536, partial=True))
+        except StreamClosedError:
+            pass
+
+    async def client(port: int) -> None:
+        stream = SSLIOStream(socket.socket(), ssl_options=client_ctx)
+        await stream.connect(("127.0.0.1", port), server_hostname="localhost")
+
+        async def send() -> None:
+            for _ in range(per_conn):
+                await stream.write(chunk)
+
+        async def receive() -> None:
+            left = per_conn * len(chunk)
+            while left:
+                left -= len(await stream.read_bytes(min(left, 65536), partial=True))
+
+        await gen.multi([send(), receive()])
+        stream.close()
+
+    async def main() -> None:
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(16)
+        lsock.setblocking(False)
+        loop = IOLoop.current()
+
+        def accept(fd: typing.Any, events: int) -> None:
+            conn, _ = lsock.accept()
+            wrapped = server_ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            loop.spawn_callback(echo, ServerStream(wrapped))
+
+        loop.add_handler(lsock, accept, IOLoop.READ)
+        started = time.process_time()
+        await gen.multi([client(lsock.getsockname()[1]) for _ in range(4)])
+        elapsed = time.process_time() - started
+        loop.remove_handler(lsock)
+        lsock.close()
+        mb = 4 * per_conn * len(chunk) / 1e6
+        print(f"{mb:.1f} MB echoed, {elapsed * 1e3 / mb:.3f} ms CPU per MB (client and server)")
+
+    IOLoop.current().run_sync(main)
+
+
 # -- measuring ---------------------------------------------------------------------------------------
 
 
@@ -197,7 +357,9 @@ def make_certs(d: str) -> typing.Tuple[str, str, str]:
 
 
 def server_cmd(stack: str, mode: str, certs: typing.Optional[typing.Tuple[str, str, str]]) -> typing.List[str]:
-    if stack in ("floor", "floor64"):
+    if stack == "floorbio":
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve-floor-bio"]
+    elif stack in ("floor", "floor64"):
         cmd = [sys.executable, os.path.abspath(__file__), "--serve-floor", "262144" if stack == "floor" else "65536"]
     else:
         cmd = [sys.executable, ECHO_SERVER, "--stack", stack, "--mode", mode]
@@ -296,13 +458,26 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--serve-floor", type=int, metavar="READ_SIZE", help=argparse.SUPPRESS)
+    p.add_argument("--inproc", action="store_true", help="TLS bulk echo in one process (for callgrind)")
+    p.add_argument("--bio", action="store_true", help="with --inproc: server streams over memory BIOs (commit 768b662)")
+    p.add_argument("--mb", type=float, default=64.0, help="with --inproc: MB echoed per connection")
+    p.add_argument("--serve-floor-bio", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--certfile", help=argparse.SUPPRESS)
     p.add_argument("--keyfile", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.inproc:
+        run_inproc(args)
+        return 0
+    if args.serve_floor_bio:
+        try:
+            serve_floor_bio(args.certfile, args.keyfile)
+        except ConnectionError:
+            pass
+        return 0
     if args.serve_floor:
         try:
             serve_floor(args.serve_floor, args.certfile, args.keyfile)
-        except ConnectionError:
+        except (ConnectionError, ssl.SSLError):
             pass  # the load generator's end: a floor serves one run
         return 0
     stacks = args.stacks.split(",")

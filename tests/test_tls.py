@@ -1405,3 +1405,60 @@ def test_start_tls_after_bulk_plain_data(io_loop, pki):
             listener.close()
 
     run(io_loop, main)
+
+
+def test_new_read_after_handshake_goes_to_the_socket_at_once(io_loop, pki):
+    """A new read right after the handshake tries the socket before waiting, as Tornado's does: on a
+    descriptor closed behind the stream's back (Tornado's own test_inline_read_error) the read call
+    itself raises the error, for a TLS stream as for a plain one."""
+
+    async def main():
+        listener = Listener(server_context(pki))
+        server, client = await tls_pair(listener, client_context(pki))
+        try:
+            os.close(server.socket.fileno())
+            with pytest.raises(OSError):
+                server.read_bytes(1)
+        finally:
+            server.close()
+            client.close()
+            listener.close()
+
+    run(io_loop, main)
+
+
+@pytest.mark.parametrize("close_notify", [False, True], ids=["ragged", "close_notify"])
+@pytest.mark.parametrize("tail", [0, 1792], ids=["full-records", "short-last-record"])
+def test_bulk_records_then_close_all_data_first(io_loop, pki, close_notify, tail):
+    """Full records arriving together with the peer's close (with or without close_notify): partial
+    reads deliver every byte, in order, in chunks of at most what was asked, and only then the end."""
+    payload = bytes(range(256)) * ((5 * 16384 + tail) // 256)  # five full records (and a short one)
+
+    async def main():
+        listener = Listener(server_context(pki))
+        try:
+            server, client = await tls_pair(listener, client_context(pki))
+            await client.write(payload)
+            if close_notify:
+                try:
+                    client.socket.unwrap()
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+            # A FIN, not close(): closing with the server's session tickets unread would send a reset,
+            # and the server's kernel would drop what it holds.
+            client.socket.shutdown(socket.SHUT_WR)
+            await gen.sleep(0.05)  # all of it, and the end, wait in the server's kernel before the first read
+            received = []
+            while True:
+                try:
+                    chunk = await server.read_bytes(40000, partial=True)
+                except StreamClosedError:
+                    break
+                assert 0 < len(chunk) <= 40000
+                received.append(chunk)
+            assert b"".join(received) == payload
+            client.close()
+        finally:
+            listener.close()
+
+    run(io_loop, main)

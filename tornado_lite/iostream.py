@@ -2153,9 +2153,17 @@ class SSLIOStream(IOStream):
             gen_log.error("Uncaught exception, closing connection.", exc_info=True)
             self.close(exc_info=e)
             raise
-        # Just completed: serve what waited for it (reads may find data already decrypted, queued
-        # writes go out), then watch what the stream needs from now on.
-        BaseIOStream._handle_events(self, fd, events | _READ | _WRITE)
+        # Just completed: serve what waited for it (a pending read may find data already there, queued
+        # writes go out), then watch what the stream needs from now on.  With no read pending nothing
+        # is read now (the poller still watches READ): the next new read then tries the socket at
+        # once, as Tornado's does, where a read here would most likely find the kernel empty and
+        # leave that read waiting for the poller (Tornado's test_inline_read_error: an error of the
+        # socket is raised by the read call itself).
+        if self._read_future is not None:
+            events |= _READ
+        else:
+            events &= ~_READ
+        BaseIOStream._handle_events(self, fd, events | _WRITE)
 
     def _do_ssl_handshake(self) -> None:
         """One step of the handshake; closes the stream if it fails."""
@@ -2295,32 +2303,71 @@ class SSLIOStream(IOStream):
         sock = self.socket
         sslobj = sock._sslobj  # type: ignore[attr-defined]
         if (
-            self._tls_bulk
-            or self._ssl_accepting
+            self._ssl_accepting
             or self._tls_end is not None
             or sslobj is None
             or getattr(self.read_from_fd, "__func__", None) is not _tls_read_from_fd
         ):
-            # Bulk data, or a case read_from_fd deals with (or read_from_fd was replaced: honour it).
-            chunk = BaseIOStream._read_chunk(self, size)
-            if chunk is not None and len(chunk) < _TLS_RECORD:
-                self._tls_bulk = False
-            return chunk
-        # One record, as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that
-        # wants exactly this chunk gets this very object.
+            # A case read_from_fd deals with (or read_from_fd was replaced: honour it).
+            return BaseIOStream._read_chunk(self, size)
+        # Records as the bytes OpenSSL makes: no zero-filled buffer to allocate, and a read that wants
+        # exactly one record's data gets this very object.  In bulk (full records) the first is asked
+        # for at its size, so that the bytes object is not made larger than it needs to be.
+        want = size if size < _TLS_MAX_IO else _TLS_MAX_IO
+        if self._tls_bulk and want > _TLS_RECORD:
+            want = _TLS_RECORD
         try:
-            data = sslobj.read(size if size < _TLS_MAX_IO else _TLS_MAX_IO)
+            data = sslobj.read(want)
         except ssl.SSLWantReadError:
             self._maybe_readable = False
             return None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+            end = self._end_of_stream(e)
+            if end is not True:
+                raise end  # type: ignore[misc]
             return b""  # see read_from_fd
         count = len(data)
-        if count >= _TLS_RECORD:
-            self._tls_bulk = True
-        elif count < size:
-            self._maybe_readable = False  # a short record, wholly read: the burst is over
-        return data
+        if count < _TLS_RECORD:
+            self._tls_bulk = False
+            if 0 < count < size:
+                self._maybe_readable = False  # a short record, wholly read: the burst is over
+            return data
+        self._tls_bulk = True
+        if count >= size:
+            return data
+        return self._gather_records(sslobj, data, size)
+
+    def _gather_records(self, sslobj: Any, first: bytes, size: int) -> bytes:
+        """A full record, ``first``, and the records already readable behind it: up to ``size`` bytes.
+
+        Read as bytes objects and joined once (one copy), rather than decrypted into a zero-filled
+        bytearray that a read then copies into bytes.  What stops the gathering after some data (an
+        error, the end of the stream) is left in ``_tls_end`` for the next read.
+        """
+        records = [first]
+        count = len(first)
+        while count < size:
+            want = size - count
+            try:
+                data = sslobj.read(want if want < _TLS_RECORD else _TLS_RECORD)
+            except ssl.SSLWantReadError:
+                self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
+                break
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
+                break
+            except OSError as e:
+                self._tls_end = e
+                break
+            if not data:
+                self._tls_end = True  # close_notify: the next read reports the end
+                break
+            records.append(data)
+            count += len(data)
+            if len(data) < _TLS_RECORD and count < size:
+                self._maybe_readable = False  # a short record: the burst is over
+                break
+        return b"".join(records)
 
     def read_from_fd(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
         """Decrypts into ``buf``: the count, 0 at the end of the stream, None if nothing is ready."""
@@ -2344,9 +2391,12 @@ class SSLIOStream(IOStream):
             except ssl.SSLWantReadError:
                 self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
                 return None
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
                 # The peer closed without close_notify, or with it when we had sent ours: an end of
                 # stream like any other (what ssl's suppress_ragged_eofs does for recv).
+                end = self._end_of_stream(e)
+                if end is not True:
+                    raise end  # type: ignore[misc]
                 return 0
             if count < _TLS_RECORD:
                 if 0 < count < size:
@@ -2361,8 +2411,8 @@ class SSLIOStream(IOStream):
                         except ssl.SSLWantReadError:
                             self._maybe_readable = False
                             break
-                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                            self._tls_end = True  # reported by the next read, after this data
+                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+                            self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
                             break
                         except OSError as e:
                             self._tls_end = e
@@ -2377,6 +2427,22 @@ class SSLIOStream(IOStream):
             return count
         finally:
             del buf
+
+    def _end_of_stream(self, error: BaseException) -> Union[bool, BaseException]:
+        """What a read's EOF from OpenSSL means: True (the end of the stream), or the descriptor's error.
+
+        OpenSSL reports a read on a descriptor closed behind the stream's back (``os.close``) as an EOF
+        without close_notify, like a peer's ragged close.  A plain stream's ``recv`` raises EBADF
+        there, and so does Tornado's TLS stream (from the close that follows): so a ragged EOF checks
+        the descriptor (one system call, once per connection at most) and, if it is gone, that error
+        is what the read raises.
+        """
+        if isinstance(error, ssl.SSLEOFError):
+            try:
+                self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            except OSError as e:
+                return e
+        return True
 
     def write_to_fd(self, data: memoryview) -> int:
         try:
