@@ -379,6 +379,14 @@ def test_add_accept_handler_gives_sockets_like_socket_accept(io_loop, closing) -
     client.sendall(b"ping")
     conn.settimeout(10)
     assert conn.recv(4) == b"ping"
+    # Its file objects keep the descriptor open past close(), as any socket.socket's do.
+    reader = conn.makefile("rb")
+    conn.close()
+    client.sendall(b"pong")
+    assert reader.read(4) == b"pong"
+    assert conn.fileno() != -1
+    reader.close()
+    assert conn.fileno() == -1
 
 
 def test_add_accept_handler_uses_a_socket_class_own_accept(io_loop, closing) -> None:

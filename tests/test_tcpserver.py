@@ -223,6 +223,36 @@ def test_handle_stream_native_coroutine(io_loop) -> None:
         server.stop()
 
 
+def test_closed_stream_socket_stays_open_while_a_file_of_it_is_open(io_loop) -> None:
+    # The stream closes its socket as socket.close() does: a file made from it with makefile() keeps
+    # the descriptor until that file is closed too.
+    seen: list = []
+
+    class Server(TCPServer):
+        async def handle_stream(self, stream, address):  # type: ignore[no-untyped-def]
+            sock = stream.socket
+            writer = sock.makefile("wb")
+            stream.close()
+            seen.append(sock.fileno() != -1)
+            writer.write(b"from the file")
+            writer.close()
+            seen.append(sock.fileno() == -1)
+
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server = Server()
+    server.add_socket(sock)
+
+    async def client() -> bytes:
+        stream = await _connect(sock.getsockname())
+        return await stream.read_until_close()
+
+    try:
+        assert io_loop.run_sync(client, timeout=30) == b"from the file"
+        assert seen == [True, True]
+    finally:
+        server.stop()
+
+
 def test_handle_stream_coroutine_failure_is_logged_and_server_goes_on(io_loop, caplog) -> None:
     class Server(TCPServer):
         @gen.coroutine
