@@ -27,6 +27,11 @@ Instructions per connection (two run lengths, so start-up cancels)::
         python benchmarks/conn_cost.py --conns $n; done
     # (totals of cg.2400 - totals of cg.400) / 2000
 
+Server CPU per connection side by side, stacks run in turn (each in a process of its own) for
+``--rounds`` rounds, with each stack's ratio to the last one of the list per round and the medians::
+
+    python benchmarks/conn_cost.py --compare bare,tornado_lite,tornado --rounds 5 --conns 20000
+
 Syscalls per connection, by kernel tracepoints (strace slows the server so much that the client's
 close is always there before the server reads again, which changes the syscall pattern)::
 
@@ -38,9 +43,11 @@ close is always there before the server reads again, which changes the syscall p
 
 import argparse
 import os
+import re
 import select
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import typing
@@ -207,6 +214,36 @@ def serve_bare(sock: socket.socket, conns: int, started: typing.Callable[[], Non
     ep.close()
 
 
+_CPU_LINE = re.compile(r"server CPU ([0-9.]+) us each \(user ([0-9.]+), system ([0-9.]+)\)")
+
+
+def compare(stacks: typing.List[str], rounds: int, argv: typing.List[str]) -> None:
+    """Runs each stack in turn, ``rounds`` times, and prints server CPU per connection and the ratios."""
+    figures: typing.Dict[str, typing.List[typing.Tuple[float, float, float]]] = {stack: [] for stack in stacks}
+    anchor = stacks[-1]
+    for round_no in range(1, rounds + 1):
+        for stack in stacks:
+            done = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--stack", stack] + argv,
+                capture_output=True, text=True, timeout=600,
+            )
+            found = _CPU_LINE.search(done.stderr)
+            if done.returncode != 0 or found is None:
+                raise SystemExit(f"{stack} failed:\n{done.stderr}")
+            total, user, system = (float(value) for value in found.groups())
+            figures[stack].append((total, user, system))
+        print(f"round {round_no}: " + "  ".join(
+            f"{stack} {figures[stack][-1][0]:.1f} ({figures[stack][-1][0] / figures[anchor][-1][0]:.2f}x)"
+            for stack in stacks))
+    print(f"medians of {rounds} rounds, server CPU us per connection (user + system), ratio to {anchor}:")
+    for stack in stacks:
+        totals = [f[0] for f in figures[stack]]
+        ratios = [f[0] / a[0] for f, a in zip(figures[stack], figures[anchor])]
+        print(f"  {stack:14s} {statistics.median(totals):6.1f} (user {statistics.median(f[1] for f in figures[stack]):.1f},"
+              f" system {statistics.median(f[2] for f in figures[stack]):.1f})  {statistics.median(ratios):.2f}x"
+              f"  [{min(ratios):.2f}-{max(ratios):.2f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -218,7 +255,15 @@ def main() -> None:
     parser.add_argument("--handler", choices=["coroutine", "callbacks"], default="coroutine",
                         help="the echo as the suite's coroutine, or as done-callbacks (no task)")
     parser.add_argument("--external-client", action="store_true", help="print the port; start no client")
+    parser.add_argument("--compare", metavar="STACK,STACK,...",
+                        help="run these stacks in turn instead (server CPU; ratios to the last one)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --compare")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare.split(","), args.rounds,
+                ["--conns", str(args.conns), "--clients", str(args.clients), "--build-dir", args.build_dir,
+                 "--handler", args.handler])
+        return
     sock = listening_socket()
     port = sock.getsockname()[1]
     child: typing.List[subprocess.Popen] = []
@@ -236,6 +281,11 @@ def main() -> None:
             )
         )
 
+    # The stack's modules are imported before the clock starts: start-up is no part of a connection's cost.
+    if args.stack == "tornado":
+        import tornado.tcpserver  # noqa: F401
+    elif args.stack != "bare":
+        import tornado_lite.tcpserver  # noqa: F401
     t0 = os.times()
     try:
         if args.stack == "bare":
