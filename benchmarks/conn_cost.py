@@ -237,11 +237,10 @@ def compare(stacks: typing.List[str], rounds: int, argv: typing.List[str]) -> No
             for stack in stacks))
     print(f"medians of {rounds} rounds, server CPU us per connection (user + system), ratio to {anchor}:")
     for stack in stacks:
-        totals = [f[0] for f in figures[stack]]
+        total, user, system = (statistics.median(f[i] for f in figures[stack]) for i in range(3))
         ratios = [f[0] / a[0] for f, a in zip(figures[stack], figures[anchor])]
-        print(f"  {stack:14s} {statistics.median(totals):6.1f} (user {statistics.median(f[1] for f in figures[stack]):.1f},"
-              f" system {statistics.median(f[2] for f in figures[stack]):.1f})  {statistics.median(ratios):.2f}x"
-              f"  [{min(ratios):.2f}-{max(ratios):.2f}]")
+        print(f"  {stack:14s} {total:6.1f} (user {user:.1f}, system {system:.1f})  "
+              f"{statistics.median(ratios):.2f}x  [{min(ratios):.2f}-{max(ratios):.2f}]")
 
 
 def main() -> None:
