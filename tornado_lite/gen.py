@@ -13,6 +13,9 @@ Cancelling a task's future throws ``concurrent.futures.CancelledError`` into the
 suspension point.
 
 This layer knows futures and the loop's callbacks and timers; it never touches file descriptors.
+
+``_track_tasks()`` and ``_pending_tasks(loop)`` are gen's hooks for testing (``AsyncTestCase`` cancels
+the tasks a test leaves pending), not Tornado API.
 """
 
 import collections

@@ -14,6 +14,12 @@ quirks of epoll, kqueue, poll(2) or the selectors module.  ``TORNADO_LITE_POLLER
 backend when a loop is created: ``selectors`` (the portable fallback: poll(2) where the OS has it,
 else the selectors module), or ``epoll``, ``kqueue``, ``poll``, ``select``; the default is the
 platform's best.
+
+Two attributes are hooks for the layers above, not Tornado API and not for applications:
+``IOLoop._stream_hook`` (a ``_StreamHook``) is the loop's hook for iostream: the pass number, whether
+the loop is dispatching events, and work to run once before the next poll; ``IOLoop._current_task``
+is the loop's hook for gen, which keeps it up to date (the task whose step is running: what
+``gen.current_task`` reports).  Nothing else of the loop's state is for other modules.
 """
 
 import collections
@@ -447,7 +453,7 @@ class LoopStats:
     )
 
     def __init__(self) -> None:
-        self.passes = 0
+        self.passes = 0  # (a live loop counts passes in its _stream_hook; stats() copies the count here)
         self.callbacks_run = 0
         self.events = 0
         self.slow_callbacks = 0
@@ -475,6 +481,33 @@ class LoopStats:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"LoopStats({fields})"
+
+
+class _StreamHook:
+    """The loop's hook for iostream (not Tornado API, not for applications): what a stream knows of passes.
+
+    - ``pass_number``: counts the loop's passes (it moves on once per pass, before the poll; the
+      loop's ``stats().passes`` is this count).  A plain stream makes at most one new read from the kernel
+      per pass besides the poller's report (so one busy peer cannot keep the loop from the others).
+    - ``dispatching``: True while the loop hands the poller's events to their handlers (a read parked
+      then may still end in the same batch).
+    - ``call_before_poll(callback)``: ``callback()`` runs once, after this pass's callbacks and timers
+      and before the loop polls (a stream sends a pass's corked replies in one system call).
+
+    Plain attributes the loop keeps up to date itself, so a stream reads them without a call: they are
+    read once or twice per message.  Only the loop writes them.
+    """
+
+    __slots__ = ("pass_number", "dispatching", "_before_poll")
+
+    def __init__(self) -> None:
+        self.pass_number = 0
+        self.dispatching = False
+        self._before_poll: List[Callable[[], None]] = []
+
+    def call_before_poll(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback()`` once, before the loop's next poll.  Callers register at most once per pass."""
+        self._before_poll.append(callback)
 
 
 class _Watchdog:
@@ -641,9 +674,8 @@ class IOLoop(Configurable):
         # Handlers removed while a batch of events is being dispatched: their fd numbers may be reused
         # at once, and the rest of that batch was meant for the old file.
         self._removed_during_dispatch: set = set()
-        self._dispatching = False
         self._polling = False
-        self._before_poll: List[Callable[[], None]] = []
+        self._stream_hook = _StreamHook()
         self._waker = _Waker()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
@@ -719,7 +751,8 @@ class IOLoop(Configurable):
         clock = time.monotonic  # the heap's clock (see time())
         perf_counter = time.perf_counter
         stats = self._stats
-        before_poll = self._before_poll
+        hook = self._stream_hook
+        before_poll = hook._before_poll
         # "Busy" is the time from one poll's return to the next poll's start: the longest any ready fd or
         # due timer could have waited.  Two clock reads a pass keep the statistic always on.
         busy_since = perf_counter()
@@ -767,7 +800,7 @@ class IOLoop(Configurable):
             if before_poll:
                 self._run_before_poll()
 
-            stats.passes += 1
+            hook.pass_number += 1
             stats.callbacks_run += ncallbacks
             busy = perf_counter() - busy_since
             if busy > stats.worst_busy:
@@ -795,7 +828,7 @@ class IOLoop(Configurable):
 
             # Phase 4: dispatch.
             stats.events += len(events)
-            self._dispatching = True
+            hook.dispatching = True
             for fd, bits in events:
                 if removed and fd in removed:
                     continue
@@ -817,7 +850,7 @@ class IOLoop(Configurable):
                 except Exception:
                     self.handle_callback_exception(_handler_callable(handler))
             handler = fileobj = function = owner = None  # type: ignore[assignment]
-            self._dispatching = False
+            hook.dispatching = False
             if removed:
                 removed.clear()
 
@@ -875,6 +908,7 @@ class IOLoop(Configurable):
         worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
         """
         snapshot = self._stats.snapshot(
+            passes=self._stream_hook.pass_number,
             handlers=self._handler_count - 1,  # not the waker
             timers_pending=len(self._timeouts) - self._cancellations,
             callbacks_pending=len(self._callbacks),
@@ -883,17 +917,10 @@ class IOLoop(Configurable):
             self._stats.worst_busy = 0.0
         return snapshot
 
-    def _call_before_poll(self, callback: Callable[[], None]) -> None:
-        """Runs ``callback()`` once, after this pass's callbacks and timers and before the loop polls.
-
-        For work that is cheaper done once per pass than once per call: a stream sends all the small
-        writes a pass made in one system call.  Callers register at most once per pass.
-        """
-        self._before_poll.append(callback)
-
     def _run_before_poll(self) -> None:
-        pending = self._before_poll[:]
-        del self._before_poll[:]
+        before_poll = self._stream_hook._before_poll
+        pending = before_poll[:]
+        del before_poll[:]
         for callback in pending:
             self._run_callback(callback, ())
 
@@ -1175,7 +1202,7 @@ class IOLoop(Configurable):
             return
         self._handler_count -= 1
         self._poller.unregister(fd_num)
-        if self._dispatching:
+        if self._stream_hook.dispatching:
             self._removed_during_dispatch.add(fd_num)
 
     # -- running to completion ----------------------------------------------------------------------

@@ -788,7 +788,7 @@ class BaseIOStream:
                         cork.append(data)
                     else:
                         self._cork = [data]
-                        self.io_loop._call_before_poll(self._flush_cork)
+                        self.io_loop._stream_hook.call_before_poll(self._flush_cork)
                     self._cork_room = room - size
                     written = _WrittenFuture()
                     written._loop = None
@@ -1480,7 +1480,7 @@ class BaseIOStream:
         # Wait for the loop.  (Level-triggered polling reports data that came in meanwhile.)
         if state is None or not state & _READ:
             self._add_io_state(_READ)
-        if not self.io_loop._dispatching:
+        if not self.io_loop._stream_hook.dispatching:
             # The turn taken above cannot matter any more: this read ends only in a later poll's
             # dispatch, so the next new read comes in a later pass anyway.  -1 is a cached small int,
             # where a pass number over 256 is an int object kept by every idle connection (~31 B).
@@ -1506,7 +1506,7 @@ class BaseIOStream:
 
     def _take_read_turn(self) -> bool:
         """True, and this pass noted, unless a new read of this stream already went to the kernel in it."""
-        passes = self.io_loop._stats.passes
+        passes = self.io_loop._stream_hook.pass_number
         if self._read_pass == passes:
             return False
         self._read_pass = passes
