@@ -712,6 +712,65 @@ def test_peer_reset_fails_pending_read_with_real_error(io_loop):
     run(io_loop, main)
 
 
+def test_reset_while_read_until_waits_with_nothing_buffered(io_loop, caplog):
+    # The read that sees the reset is the one the poller's report makes for a waiting read_until.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        _reset(raw)
+        with pytest.raises(StreamClosedError) as info:
+            await fut
+        assert isinstance(info.value.real_error, ConnectionResetError)
+        assert await closed
+
+    with caplog.at_level(logging.INFO):
+        run(io_loop, main)
+    assert not [r for r in caplog.records if "error on read" in r.getMessage()]  # a reset is an ordinary end
+
+
+def test_waiting_read_until_sees_lines_in_any_pieces(io_loop):
+    # A read_until waiting with nothing buffered, fed by the poller's reports: a line in pieces, a
+    # line ending in the next chunk, several lines in one chunk (the rest stays buffered), a line
+    # longer than a chunk, and the end of the stream within a line.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer(read_chunk_size=8)
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_until(b"\n")
+        raw.send(b"ab")
+        await gen.sleep(0.01)
+        assert not fut.done()
+        raw.send(b"c\nde")
+        assert await fut == b"abc\n"
+        fut = stream.read_until(b"\n")
+        assert not fut.done()  # "de" is buffered; the line is not complete
+        raw.send(b"f\n")
+        assert await fut == b"def\n"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"1\n2\n3\n")
+        assert await fut == b"1\n"
+        assert await stream.read_until(b"\n") == b"2\n"
+        assert await stream.read_until(b"\n") == b"3\n"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"0123456789abcdef-tail\nnext")  # longer than read_chunk_size: read on until the line ends
+        assert await fut == b"0123456789abcdef-tail\n"
+        assert await stream.read_until(b"t") == b"next"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"unfinished")
+        raw.close()
+        with pytest.raises(StreamClosedError):
+            await fut
+        assert await closed
+
+    run(io_loop, main)
+
+
 def test_buffered_data_outlives_a_reset(io_loop):
     async def main():
         stream, raw = await _tcp_stream_and_raw_peer()

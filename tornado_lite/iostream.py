@@ -1727,6 +1727,103 @@ class IOStream(BaseIOStream):
     def fileno(self) -> Any:
         return self.socket
 
+    def _handle_events(self, fd: Any, events: int) -> None:
+        # The commonest event of all: a request line arrives for a ``read_until`` waiting with
+        # nothing buffered (a request-response exchange).  One ``recv``, one search of what it
+        # returned, the read finished: the general path's steps (read loop, chunk reader,
+        # ``_finish_read``) in this one frame, with none of their other cases (about 170 bytecodes
+        # less per message).  Anything else, or anything unusual on the way, takes the general path.
+        if (
+            events == _READ
+            and self._read_kind == _READ_DELIMITER
+            and self._read_max_bytes is None
+            and not self._read_buffer._data
+            and self._plain_read_events
+            and not self._connecting
+            and not self._closed
+            and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
+        ):
+            size = self.read_chunk_size
+            try:
+                chunk = self.socket.recv(size)
+            except BlockingIOError:
+                self._maybe_readable = False
+                return
+            except OSError as e:
+                self._read_failed(e)
+                return
+            delimiter = self._read_target
+            loc = chunk.find(delimiter)
+            if loc < 0:
+                self._no_line_in_chunk(chunk, size)  # (the end of the stream too: an empty chunk)
+                return
+            count = len(chunk)
+            self._bytes_read += count
+            self._maybe_readable = count >= size
+            end = loc + len(delimiter)
+            if end < count:
+                buffer = self._read_buffer
+                buffer._data = chunk  # the rest stays buffered, uncopied
+                buffer._pos = end
+                chunk = chunk[:end]
+            self._read_kind = _NO_READ
+            future = self._read_future
+            if future is not None:
+                # _finish_read's resolution of the read's future, the same three cases.
+                self._read_future = None
+                if future._state == _PENDING:
+                    callbacks = future._callbacks
+                    if callbacks is None:
+                        future._result = chunk
+                        future._state = _FINISHED
+                    elif type(callbacks) is not list and future._loop is not None:
+                        future._result = chunk
+                        future._state = _FINISHED
+                        future._callbacks = None
+                        future._loop._schedule_future_callback(callbacks, future)
+                    else:
+                        future.set_result(chunk)
+            state = self._state
+            if (state is None or state == _ERROR) and self._close_callback is not None:
+                self._maybe_add_error_listener()
+            return
+        BaseIOStream._handle_events(self, fd, events)
+
+    def _read_failed(self, e: OSError) -> None:
+        """What the general read path does when ``recv`` fails: close, and log unless the peer reset."""
+        self.close(exc_info=e)
+        if not self._is_connreset(e):
+            gen_log.warning("error on read: %s" % e)
+
+    def _no_line_in_chunk(self, chunk: bytes, size: int) -> None:
+        """``_handle_events``'s line path, when the chunk ``recv`` returned holds no complete line:
+        the general read loop's steps from its first chunk on (buffer it, search on, read more)."""
+        if not chunk:
+            self.close()  # end of file: the close finishes whatever read it can
+            return
+        buffer = self._read_buffer
+        buffer._data = chunk
+        buffer._pos = 0
+        count = len(chunk)
+        self._bytes_read += count
+        self._maybe_readable = count >= size
+        try:
+            if count > self.max_buffer_size:
+                self._buffer_overflow()
+            pos = self._find_delimiter()
+            if pos is None and self._maybe_readable:
+                pos = self._read_to_buffer_loop()
+        except UnsatisfiableReadError as e:
+            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+            self.close(exc_info=e)
+            return
+        except Exception as e:
+            gen_log.warning("error on read: %s" % e)
+            self.close(exc_info=e)
+            return
+        if pos is not None:
+            self._finish_read(pos)
+
     def close_fd(self) -> None:
         if self._auto_nodelay:
             self._forget_auto_nodelay()
