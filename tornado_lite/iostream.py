@@ -1609,11 +1609,15 @@ class BaseIOStream:
                     future._result = result
                     future._state = _FINISHED
                 elif type(callbacks) is not list and future._loop is not None:
-                    # One waiter (the task awaiting the read): set_result's own steps, without its call.
+                    # One waiter (the task awaiting the read): set_result's own steps, without its call,
+                    # and the loop's queueing of the callback through its hook, without that call.
                     future._result = result
                     future._state = _FINISHED
                     future._callbacks = None
-                    future._loop._schedule_future_callback(callbacks, future)
+                    hook = future._loop._stream_hook
+                    hook.queue_callback((callbacks, future))
+                    if hook.polling:
+                        hook.wake()
                 else:
                     future.set_result(result)
         state = self._state
@@ -1780,7 +1784,10 @@ class IOStream(BaseIOStream):
                         future._result = chunk
                         future._state = _FINISHED
                         future._callbacks = None
-                        future._loop._schedule_future_callback(callbacks, future)
+                        hook = future._loop._stream_hook
+                        hook.queue_callback((callbacks, future))
+                        if hook.polling:
+                            hook.wake()
                     else:
                         future.set_result(chunk)
             state = self._state
