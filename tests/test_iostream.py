@@ -771,6 +771,45 @@ def test_waiting_read_until_sees_lines_in_any_pieces(io_loop):
     run(io_loop, main)
 
 
+def test_waiting_read_bytes_sees_data_in_any_pieces(io_loop):
+    # A read_bytes waiting with nothing buffered, fed by the poller's reports: fewer bytes than asked
+    # (waits, or finishes when partial), more (the rest stays buffered), more than a chunk, then EOF.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer(read_chunk_size=8)
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_bytes(5)
+        raw.send(b"abc")
+        await gen.sleep(0.01)
+        assert not fut.done()
+        raw.send(b"defg")
+        assert await fut == b"abcde"
+        assert await stream.read_bytes(2) == b"fg"
+        fut = stream.read_bytes(5, partial=True)
+        await gen.sleep(0.01)
+        raw.send(b"xy")
+        assert await fut == b"xy"
+        fut = stream.read_bytes(4, partial=True)
+        await gen.sleep(0.01)
+        raw.send(b"123456")
+        assert await fut == b"1234"
+        assert await stream.read_bytes(2) == b"56"
+        fut = stream.read_bytes(20)
+        await gen.sleep(0.01)
+        raw.send(b"0123456789abcdefghijklm")  # more than read_chunk_size: read on until 20 are in
+        assert await fut == b"0123456789abcdefghij"
+        assert await stream.read_bytes(3) == b"klm"
+        fut = stream.read_bytes(4)
+        await gen.sleep(0.01)
+        raw.send(b"ab")
+        raw.close()
+        with pytest.raises(StreamClosedError):
+            await fut
+        assert await closed
+
+    run(io_loop, main)
+
+
 def test_buffered_data_outlives_a_reset(io_loop):
     async def main():
         stream, raw = await _tcp_stream_and_raw_peer()

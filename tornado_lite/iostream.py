@@ -1759,7 +1759,7 @@ class IOStream(BaseIOStream):
             delimiter = self._read_target
             loc = chunk.find(delimiter)
             if loc < 0:
-                self._no_line_in_chunk(chunk, size)  # (the end of the stream too: an empty chunk)
+                self._read_on_from(chunk, size)  # (the end of the stream too: an empty chunk)
                 return
             count = len(chunk)
             self._bytes_read += count
@@ -1794,7 +1794,42 @@ class IOStream(BaseIOStream):
             if (state is None or state == _ERROR) and self._close_callback is not None:
                 self._maybe_add_error_listener()
             return
+        if (
+            events == _READ
+            and self._read_kind == _READ_BYTES
+            and not self._read_buffer._data
+            and self._plain_read_events
+            and not self._connecting
+            and not self._closed
+            and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
+        ):
+            self._read_bytes_now()
+            return
         BaseIOStream._handle_events(self, fd, events)
+
+    def _read_bytes_now(self) -> None:
+        """``_handle_events``'s path for a waiting ``read_bytes`` with nothing buffered (a bulk chunk):
+        one ``recv`` and the read finished, without the general read loop's other cases."""
+        size = self.read_chunk_size
+        try:
+            chunk = self.socket.recv(size)
+        except BlockingIOError:
+            self._maybe_readable = False
+            return
+        except OSError as e:
+            self._read_failed(e)
+            return
+        count = len(chunk)
+        want = self._read_target
+        if count < want and not (count and self._read_partial):
+            self._read_on_from(chunk, size)  # (the end of the stream too: an empty chunk)
+            return
+        buffer = self._read_buffer
+        buffer._data = chunk  # a read it satisfies whole returns it uncopied
+        buffer._pos = 0
+        self._bytes_read += count
+        self._maybe_readable = count >= size
+        self._finish_read(want if want < count else count)
 
     def _read_failed(self, e: OSError) -> None:
         """What the general read path does when ``recv`` fails: close, and log unless the peer reset."""
@@ -1802,9 +1837,9 @@ class IOStream(BaseIOStream):
         if not self._is_connreset(e):
             gen_log.warning("error on read: %s" % e)
 
-    def _no_line_in_chunk(self, chunk: bytes, size: int) -> None:
-        """``_handle_events``'s line path, when the chunk ``recv`` returned holds no complete line:
-        the general read loop's steps from its first chunk on (buffer it, search on, read more)."""
+    def _read_on_from(self, chunk: bytes, size: int) -> None:
+        """``_handle_events``'s fast paths, when the chunk ``recv`` returned does not finish the read:
+        the general read loop's steps from its first chunk on (buffer it, look again, read more)."""
         if not chunk:
             self.close()  # end of file: the close finishes whatever read it can
             return
@@ -1817,7 +1852,7 @@ class IOStream(BaseIOStream):
         try:
             if count > self.max_buffer_size:
                 self._buffer_overflow()
-            pos = self._find_delimiter()
+            pos = self._find_read_pos()
             if pos is None and self._maybe_readable:
                 pos = self._read_to_buffer_loop()
         except UnsatisfiableReadError as e:
