@@ -628,8 +628,7 @@ class BaseIOStream:
         self._read_max_bytes = max_bytes
         self._read_scan = 0
         try:
-            buffer = self._read_buffer
-            if buffer._pos < len(buffer._data):
+            if data:  # (``_data`` as read above: unchanged since, and non-empty only with unread bytes)
                 # Data at hand (pipelined requests): look there first, no further ado.
                 pos = self._find_delimiter()
                 if pos is not None:
