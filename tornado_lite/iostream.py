@@ -605,18 +605,19 @@ class BaseIOStream:
                 and self._read_future is None
             ):
                 if end < len(data):
+                    # (Data left unread: _maybe_add_error_listener would do nothing, so it is not asked.)
                     result = data[start:end]
                     buffer._pos = end
                 else:
                     result = data if start == 0 else data[start:]
                     buffer._data = b""
                     buffer._pos = 0
+                    state = self._state
+                    if (state is None or state == _ERROR) and self._close_callback is not None:
+                        self._maybe_add_error_listener()
                 done: Future[bytes] = _ResolvedFuture()
                 done._result = result
                 done._loop = None
-                state = self._state
-                if (state is None or state == _ERROR) and self._close_callback is not None:
-                    self._maybe_add_error_listener()
                 return done
         if self._read_future is not None:
             self._start_read()  # raises the right error
