@@ -1818,11 +1818,24 @@ def test_read_from_fd_replaced_on_one_stream_is_used_for_its_reads_only(io_loop)
         assert await stream.read_until(b"\n") == b"one\n"
         assert await other.read_until(b"\n") == b"two\n"
         assert calls and other.read_from_fd.__func__ is IOStream.read_from_fd
+        # A read already waiting when the data comes (the poller's report finishes it) reads through it too.
+        waiting = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        seen = len(calls)
+        raw.send(b"waited\n")
+        assert await waiting == b"waited\n"
+        assert len(calls) > seen
         seen = len(calls)
         del stream.read_from_fd
         assert stream.read_from_fd.__func__ is IOStream.read_from_fd
+        with pytest.raises(AttributeError):
+            del stream.read_from_fd  # nothing replaced any more
         raw.send(b"three\n")
         assert await stream.read_until(b"\n") == b"three\n"
+        waiting = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"four\n")
+        assert await waiting == b"four\n"
         assert len(calls) == seen
         for s in (stream, other):
             s.close()
