@@ -15,11 +15,13 @@ backend when a loop is created: ``selectors`` (the portable fallback: poll(2) wh
 else the selectors module), or ``epoll``, ``kqueue``, ``poll``, ``select``; the default is the
 platform's best.
 
-Two attributes are hooks for the layers above, not Tornado API and not for applications:
-``IOLoop._stream_hook`` (a ``_StreamHook``) is the loop's hook for iostream: the pass number, whether
-the loop is dispatching events, and work to run once before the next poll; ``IOLoop._current_task``
-is the loop's hook for gen, which keeps it up to date (the task whose step is running: what
-``gen.current_task`` reports).  Nothing else of the loop's state is for other modules.
+The loop's hooks for other layers, not Tornado API and not for applications:
+``IOLoop._stream_hook`` (a ``_StreamHook``) is the hook for iostream: the pass number, whether the
+loop is dispatching events, work to run once before the next poll, and queueing a resolved read's
+waiter; ``IOLoop._current_task`` is the hook for gen, which keeps it up to date (the task whose step
+is running: what ``gen.current_task`` reports); ``_schedule_future_callback(s)`` are the hooks through
+which ``concurrent.Future`` hands its done-callbacks to the loop it belongs to.  Nothing else of the
+loop's state is for other modules.
 """
 
 import collections
