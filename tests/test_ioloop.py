@@ -1561,3 +1561,18 @@ def test_add_and_remove_handler_go_through_a_subclass_split_fd(sockpair) -> None
         loop.remove_handler(a.fileno())
     finally:
         loop.close()
+
+
+@lite_only  # IOLoop.stats() is tornado_lite's
+def test_stats_count_one_pass_per_pass(io_loop) -> None:
+    # The pass count streams use to take one read turn a pass is the one stats() reports.
+    seen = []
+
+    async def main():
+        for _ in range(5):
+            seen.append(io_loop.stats().passes)
+            await next_pass()
+
+    run(io_loop, main)
+    assert [b - a for a, b in zip(seen, seen[1:])] == [1, 1, 1, 1]
+    assert io_loop.stats(reset_interval=False).passes > seen[-1]

@@ -712,6 +712,104 @@ def test_peer_reset_fails_pending_read_with_real_error(io_loop):
     run(io_loop, main)
 
 
+def test_reset_while_read_until_waits_with_nothing_buffered(io_loop, caplog):
+    # The read that sees the reset is the one the poller's report makes for a waiting read_until.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer()
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        _reset(raw)
+        with pytest.raises(StreamClosedError) as info:
+            await fut
+        assert isinstance(info.value.real_error, ConnectionResetError)
+        assert await closed
+
+    with caplog.at_level(logging.INFO):
+        run(io_loop, main)
+    assert not [r for r in caplog.records if "error on read" in r.getMessage()]  # a reset is an ordinary end
+
+
+def test_waiting_read_until_sees_lines_in_any_pieces(io_loop):
+    # A read_until waiting with nothing buffered, fed by the poller's reports: a line in pieces, a
+    # line ending in the next chunk, several lines in one chunk (the rest stays buffered), a line
+    # longer than a chunk, and the end of the stream within a line.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer(read_chunk_size=8)
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_until(b"\n")
+        raw.send(b"ab")
+        await gen.sleep(0.01)
+        assert not fut.done()
+        raw.send(b"c\nde")
+        assert await fut == b"abc\n"
+        fut = stream.read_until(b"\n")
+        assert not fut.done()  # "de" is buffered; the line is not complete
+        raw.send(b"f\n")
+        assert await fut == b"def\n"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"1\n2\n3\n")
+        assert await fut == b"1\n"
+        assert await stream.read_until(b"\n") == b"2\n"
+        assert await stream.read_until(b"\n") == b"3\n"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"0123456789abcdef-tail\nnext")  # longer than read_chunk_size: read on until the line ends
+        assert await fut == b"0123456789abcdef-tail\n"
+        assert await stream.read_until(b"t") == b"next"
+        fut = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"unfinished")
+        raw.close()
+        with pytest.raises(StreamClosedError):
+            await fut
+        assert await closed
+
+    run(io_loop, main)
+
+
+def test_waiting_read_bytes_sees_data_in_any_pieces(io_loop):
+    # A read_bytes waiting with nothing buffered, fed by the poller's reports: fewer bytes than asked
+    # (waits, or finishes when partial), more (the rest stays buffered), more than a chunk, then EOF.
+    async def main():
+        stream, raw = await _tcp_stream_and_raw_peer(read_chunk_size=8)
+        closed: Future = Future()
+        stream.set_close_callback(lambda: closed.set_result(True))
+        fut = stream.read_bytes(5)
+        raw.send(b"abc")
+        await gen.sleep(0.01)
+        assert not fut.done()
+        raw.send(b"defg")
+        assert await fut == b"abcde"
+        assert await stream.read_bytes(2) == b"fg"
+        fut = stream.read_bytes(5, partial=True)
+        await gen.sleep(0.01)
+        raw.send(b"xy")
+        assert await fut == b"xy"
+        fut = stream.read_bytes(4, partial=True)
+        await gen.sleep(0.01)
+        raw.send(b"123456")
+        assert await fut == b"1234"
+        assert await stream.read_bytes(2) == b"56"
+        fut = stream.read_bytes(20)
+        await gen.sleep(0.01)
+        raw.send(b"0123456789abcdefghijklm")  # more than read_chunk_size: read on until 20 are in
+        assert await fut == b"0123456789abcdefghij"
+        assert await stream.read_bytes(3) == b"klm"
+        fut = stream.read_bytes(4)
+        await gen.sleep(0.01)
+        raw.send(b"ab")
+        raw.close()
+        with pytest.raises(StreamClosedError):
+            await fut
+        assert await closed
+
+    run(io_loop, main)
+
+
 def test_buffered_data_outlives_a_reset(io_loop):
     async def main():
         stream, raw = await _tcp_stream_and_raw_peer()
@@ -1720,11 +1818,24 @@ def test_read_from_fd_replaced_on_one_stream_is_used_for_its_reads_only(io_loop)
         assert await stream.read_until(b"\n") == b"one\n"
         assert await other.read_until(b"\n") == b"two\n"
         assert calls and other.read_from_fd.__func__ is IOStream.read_from_fd
+        # A read already waiting when the data comes (the poller's report finishes it) reads through it too.
+        waiting = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        seen = len(calls)
+        raw.send(b"waited\n")
+        assert await waiting == b"waited\n"
+        assert len(calls) > seen
         seen = len(calls)
         del stream.read_from_fd
         assert stream.read_from_fd.__func__ is IOStream.read_from_fd
+        with pytest.raises(AttributeError):
+            del stream.read_from_fd  # nothing replaced any more
         raw.send(b"three\n")
         assert await stream.read_until(b"\n") == b"three\n"
+        waiting = stream.read_until(b"\n")
+        await gen.sleep(0.01)
+        raw.send(b"four\n")
+        assert await waiting == b"four\n"
         assert len(calls) == seen
         for s in (stream, other):
             s.close()

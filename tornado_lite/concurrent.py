@@ -307,6 +307,8 @@ class Future(typing.Generic[_T]):
                 # before the exception (whose traceback keeps the frame) travels on.
                 self = None  # type: ignore[assignment]
                 raise
+            if self._exception is None and self._state == _FINISHED:
+                return self._result  # (the usual resumption: one test fewer than the general case below)
             if self._state == _PENDING:
                 raise RuntimeError("await wasn't used with future")
         if self._state == _FINISHED and self._exception is None:

@@ -13,6 +13,9 @@ Cancelling a task's future throws ``concurrent.futures.CancelledError`` into the
 suspension point.
 
 This layer knows futures and the loop's callbacks and timers; it never touches file descriptors.
+
+``_track_tasks()`` and ``_pending_tasks(loop)`` are gen's hooks for testing (``AsyncTestCase`` cancels
+the tasks a test leaves pending), not Tornado API.
 """
 
 import collections
@@ -116,6 +119,8 @@ def _set_cancellation_types(types_: Tuple[Type[BaseException], ...]) -> None:
 
 _CoroutineType = types.CoroutineType
 _coroutine_send = types.CoroutineType.send
+# The unbound Context.run: a step calls it with the task's context, making no bound method per step.
+_context_run = contextvars.Context.run
 
 
 class _Task(Future):
@@ -173,28 +178,28 @@ class _Task(Future):
             loop._current_task = self
         try:
             coro = self._coro
-            run = self._context.run
+            context = self._context
             while True:
                 try:
                     if self._must_cancel:
                         self._must_cancel = False
-                        yielded = run(coro.throw, _new_cancelled_error())
+                        yielded = _context_run(context, coro.throw, _new_cancelled_error())
                     elif error is not None:
                         exc, error = error, None
-                        yielded = run(coro.throw, exc)
+                        yielded = _context_run(context, coro.throw, exc)
                     elif future is None:
-                        yielded = run(coro.send, None)
+                        yielded = _context_run(context, coro.send, None)
                     elif future._state == _FINISHED and future._exception is None:
                         if type(coro) is _CoroutineType:
                             # The unbound send: no bound method object made (and freed) per step.
-                            yielded = run(_coroutine_send, coro, future._result)
+                            yielded = _context_run(context, _coroutine_send, coro, future._result)
                         else:
-                            yielded = run(coro.send, future._result)
+                            yielded = _context_run(context, coro.send, future._result)
                     else:
                         # Failed or cancelled.  Taken without raising it here: raised in this frame, it would
                         # become the __context__ of what the coroutine raises next, and this frame (with the
                         # futures in its locals) would enter its traceback, a cycle only the GC frees.
-                        yielded = run(coro.throw, future._retrieve_failure())
+                        yielded = _context_run(context, coro.throw, future._retrieve_failure())
                 except StopIteration as stop:
                     self._finish(stop.value)
                     return
@@ -231,7 +236,7 @@ class _Task(Future):
                 else:
                     try:
                         # In the task's own context: a coroutine started from here inherits its variables.
-                        future = run(convert_yielded, yielded)
+                        future = _context_run(context, convert_yielded, yielded)
                     except BadYieldError as exc:
                         future, error = None, exc
                         continue

@@ -14,6 +14,14 @@ quirks of epoll, kqueue, poll(2) or the selectors module.  ``TORNADO_LITE_POLLER
 backend when a loop is created: ``selectors`` (the portable fallback: poll(2) where the OS has it,
 else the selectors module), or ``epoll``, ``kqueue``, ``poll``, ``select``; the default is the
 platform's best.
+
+The loop's hooks for other layers, not Tornado API and not for applications:
+``IOLoop._stream_hook`` (a ``_StreamHook``) is the hook for iostream: the pass number, whether the
+loop is dispatching events, work to run once before the next poll, and queueing a resolved read's
+waiter; ``IOLoop._current_task`` is the hook for gen, which keeps it up to date (the task whose step
+is running: what ``gen.current_task`` reports); ``_schedule_future_callback(s)`` are the hooks through
+which ``concurrent.Future`` hands its done-callbacks to the loop it belongs to.  Nothing else of the
+loop's state is for other modules.
 """
 
 import collections
@@ -447,7 +455,7 @@ class LoopStats:
     )
 
     def __init__(self) -> None:
-        self.passes = 0
+        self.passes = 0  # (a live loop counts passes in its _stream_hook; stats() copies the count here)
         self.callbacks_run = 0
         self.events = 0
         self.slow_callbacks = 0
@@ -475,6 +483,40 @@ class LoopStats:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"LoopStats({fields})"
+
+
+class _StreamHook:
+    """The loop's hook for iostream (not Tornado API, not for applications): what a stream knows of passes.
+
+    - ``pass_number``: counts the loop's passes (it moves on once per pass, before the poll; the
+      loop's ``stats().passes`` is this count).  A plain stream makes at most one new read from the kernel
+      per pass besides the poller's report (so one busy peer cannot keep the loop from the others).
+    - ``dispatching``: True while the loop hands the poller's events to their handlers (a read parked
+      then may still end in the same batch).
+    - ``call_before_poll(callback)``: ``callback()`` runs once, after this pass's callbacks and timers
+      and before the loop polls (a stream sends a pass's corked replies in one system call).
+    - ``queue_callback((callback, future))``, then ``wake()`` if ``polling``: what the loop's
+      ``_schedule_future_callback`` does for a resolved future's one done-callback, for a stream to do
+      without the call's frame (about 500 instructions, once per message of a request-response
+      exchange).  ``polling`` is True while the loop is in (or about to enter) its poll.
+
+    Plain attributes the loop keeps up to date itself, so a stream reads them without a call: they are
+    read once or twice per message.  Only the loop writes them.
+    """
+
+    __slots__ = ("pass_number", "dispatching", "polling", "queue_callback", "wake", "_before_poll")
+
+    def __init__(self, callbacks: Deque[Tuple[Callable, Any]], waker: "_Waker") -> None:
+        self.pass_number = 0
+        self.dispatching = False
+        self.polling = False
+        self.queue_callback = callbacks.append
+        self.wake = waker.wake
+        self._before_poll: List[Callable[[], None]] = []
+
+    def call_before_poll(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback()`` once, before the loop's next poll.  Callers register at most once per pass."""
+        self._before_poll.append(callback)
 
 
 class _Watchdog:
@@ -641,10 +683,8 @@ class IOLoop(Configurable):
         # Handlers removed while a batch of events is being dispatched: their fd numbers may be reused
         # at once, and the rest of that batch was meant for the old file.
         self._removed_during_dispatch: set = set()
-        self._dispatching = False
-        self._polling = False
-        self._before_poll: List[Callable[[], None]] = []
         self._waker = _Waker()
+        self._stream_hook = _StreamHook(self._callbacks, self._waker)
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
         self._watchdog: Optional["_Watchdog"] = None
@@ -719,7 +759,8 @@ class IOLoop(Configurable):
         clock = time.monotonic  # the heap's clock (see time())
         perf_counter = time.perf_counter
         stats = self._stats
-        before_poll = self._before_poll
+        hook = self._stream_hook
+        before_poll = hook._before_poll
         # "Busy" is the time from one poll's return to the next poll's start: the longest any ready fd or
         # due timer could have waited.  Two clock reads a pass keep the statistic always on.
         busy_since = perf_counter()
@@ -767,7 +808,7 @@ class IOLoop(Configurable):
             if before_poll:
                 self._run_before_poll()
 
-            stats.passes += 1
+            hook.pass_number += 1
             stats.callbacks_run += ncallbacks
             busy = perf_counter() - busy_since
             if busy > stats.worst_busy:
@@ -777,7 +818,7 @@ class IOLoop(Configurable):
 
             # Phase 3: poll, as long as nothing else is waiting.  "Polling" starts before the queue is
             # looked at: a signal handler's add_callback landing between that look and the poll must wake it.
-            self._polling = True
+            hook.polling = True
             if callbacks:
                 timeout = 0.0
             elif timeouts:
@@ -788,14 +829,14 @@ class IOLoop(Configurable):
                 events = poll(timeout)
             except InterruptedError:
                 events = ()
-            self._polling = False
+            hook.polling = False
             busy_since = perf_counter()
             if not events:
                 continue
 
             # Phase 4: dispatch.
             stats.events += len(events)
-            self._dispatching = True
+            hook.dispatching = True
             for fd, bits in events:
                 if removed and fd in removed:
                     continue
@@ -817,7 +858,7 @@ class IOLoop(Configurable):
                 except Exception:
                     self.handle_callback_exception(_handler_callable(handler))
             handler = fileobj = function = owner = None  # type: ignore[assignment]
-            self._dispatching = False
+            hook.dispatching = False
             if removed:
                 removed.clear()
 
@@ -875,6 +916,7 @@ class IOLoop(Configurable):
         worst lag any fd or timer could have seen); ``reset_interval`` starts a new interval.
         """
         snapshot = self._stats.snapshot(
+            passes=self._stream_hook.pass_number,
             handlers=self._handler_count - 1,  # not the waker
             timers_pending=len(self._timeouts) - self._cancellations,
             callbacks_pending=len(self._callbacks),
@@ -883,17 +925,10 @@ class IOLoop(Configurable):
             self._stats.worst_busy = 0.0
         return snapshot
 
-    def _call_before_poll(self, callback: Callable[[], None]) -> None:
-        """Runs ``callback()`` once, after this pass's callbacks and timers and before the loop polls.
-
-        For work that is cheaper done once per pass than once per call: a stream sends all the small
-        writes a pass made in one system call.  Callers register at most once per pass.
-        """
-        self._before_poll.append(callback)
-
     def _run_before_poll(self) -> None:
-        pending = self._before_poll[:]
-        del self._before_poll[:]
+        before_poll = self._stream_hook._before_poll
+        pending = before_poll[:]
+        del before_poll[:]
         for callback in pending:
             self._run_callback(callback, ())
 
@@ -955,7 +990,7 @@ class IOLoop(Configurable):
         ident = self._thread_ident
         # Wake the loop if it runs on another thread, or if this call comes from a signal handler that
         # interrupted the loop's own poll (Python would otherwise resume the poll, still blocked).
-        if ident is not None and (self._polling or ident != _get_ident()):
+        if ident is not None and (self._stream_hook.polling or ident != _get_ident()):
             self._waker.wake()
 
     def add_callback_from_signal(self, callback: Callable, *args: Any, **kwargs: Any) -> None:
@@ -980,9 +1015,9 @@ class IOLoop(Configurable):
         # Future's usual case, one waiter (kept bare, not in a list): queued with no sequence to loop over.
         self._callbacks.append((callback, future))
         # Only a loop in (or about to enter) its poll needs waking, whichever thread resolved the
-        # future: the loop sets ``_polling`` before it looks at its queue, so either it sees this
-        # callback or this sees ``_polling``.  (No thread-ident call on every resolved future.)
-        if self._polling:
+        # future: the loop sets ``polling`` before it looks at its queue, so either it sees this
+        # callback or this sees ``polling``.  (No thread-ident call on every resolved future.)
+        if self._stream_hook.polling:
             self._waker.wake()
 
     def _schedule_future_callbacks(self, callbacks: Sequence[Callable], future: Any) -> None:
@@ -990,7 +1025,7 @@ class IOLoop(Configurable):
         append = self._callbacks.append
         for callback in callbacks:
             append((callback, future))
-        if self._polling:  # (see _schedule_future_callback)
+        if self._stream_hook.polling:  # (see _schedule_future_callback)
             self._waker.wake()
 
     def add_future(
@@ -1175,7 +1210,7 @@ class IOLoop(Configurable):
             return
         self._handler_count -= 1
         self._poller.unregister(fd_num)
-        if self._dispatching:
+        if self._stream_hook.dispatching:
             self._removed_during_dispatch.add(fd_num)
 
     # -- running to completion ----------------------------------------------------------------------
