@@ -34,7 +34,6 @@ import re
 import socket
 import ssl
 import sys
-import types
 from types import TracebackType
 from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, TypeVar, Union
 
@@ -467,19 +466,12 @@ class BaseIOStream:
     _plain_state = True
     # True when a READ event for a pending read can go straight to the read loop (no handshake etc.).
     _plain_read_events = True
-    # True when, besides, reading is IOStream's own socket reading (``read_from_fd`` neither overridden
-    # by the class nor replaced on the stream: see ``_ReplaceableReader``): the fast read paths then
-    # call ``socket.recv`` themselves.  One flag, since each class-level flag read costs about 300
-    # instructions (CPython 3.11 does not specialize an instance's read of a class attribute).
-    _fast_reads = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._plain_handle_write = cls._handle_write is BaseIOStream._handle_write
         cls._plain_state = cls.reading is BaseIOStream.reading and cls.writing is BaseIOStream.writing
         cls._plain_read_events = cls._plain_state and cls._handle_read is BaseIOStream._handle_read
-        reader = next((klass.__dict__["read_from_fd"] for klass in cls.__mro__ if "read_from_fd" in klass.__dict__))
-        cls._fast_reads = cls._plain_read_events and type(reader) is _ReplaceableReader
 
     def __init__(
         self,
@@ -1715,50 +1707,6 @@ class BaseIOStream:
         return isinstance(exc, OSError) and errno_from_exception(exc) in _ERRNO_CONNRESET
 
 
-class _ReplaceableReader:
-    """``IOStream.read_from_fd``: the method, which a stream may replace with a function of its own.
-
-    Tornado lets code (its own tests among it) assign ``stream.read_from_fd = fn`` on one stream; that
-    stream must then read through ``fn``.  The stream's fast read paths call ``socket.recv``
-    themselves, and must know whether the method was replaced: comparing ``stream.read_from_fd``
-    with the class's function per read (a bound method made, ``__func__`` looked up) cost about
-    1,000 instructions per message.  So this descriptor records a replacement as it is made: the
-    stream's ``_fast_reads`` becomes False (an instance attribute over the class's value, as is
-    ``_read_replaced``, True) until the replacement is deleted.  The class itself still gives the
-    plain function, an instance a bound method or its replacement.  (A subclass that defines
-    ``read_from_fd`` replaces this descriptor altogether: ``BaseIOStream.__init_subclass__`` then
-    sets its ``_fast_reads`` False.)  An access through a stream runs this Python ``__get__``; the
-    fast paths never access it.
-    """
-
-    __slots__ = ("function",)
-
-    def __init__(self, function: Callable[..., Optional[int]]) -> None:
-        self.function = function
-
-    def __get__(self, obj: Any, owner: Any = None) -> Any:
-        if obj is None:
-            return self.function
-        if obj._read_replaced:
-            return obj.__dict__["read_from_fd"]
-        return _bound_method(self.function, obj)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj.__dict__["read_from_fd"] = value
-        obj._read_replaced = True
-        obj._fast_reads = False
-
-    def __delete__(self, obj: Any) -> None:
-        if not obj._read_replaced:
-            raise AttributeError("read_from_fd")
-        del obj.__dict__["read_from_fd"]
-        del obj._read_replaced
-        del obj._fast_reads
-
-
-_bound_method = types.MethodType
-
-
 class IOStream(BaseIOStream):
     """A stream over a socket, connected already (from ``accept``) or connected with ``connect``.
 
@@ -1794,9 +1742,10 @@ class IOStream(BaseIOStream):
             and self._read_kind == _READ_DELIMITER
             and self._read_max_bytes is None
             and not self._read_buffer._data
-            and self._fast_reads
+            and self._plain_read_events
             and not self._connecting
             and not self._closed
+            and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
         ):
             size = self.read_chunk_size
             try:
@@ -1849,9 +1798,10 @@ class IOStream(BaseIOStream):
             events == _READ
             and self._read_kind == _READ_BYTES
             and not self._read_buffer._data
-            and self._fast_reads
+            and self._plain_read_events
             and not self._connecting
             and not self._closed
+            and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
         ):
             self._read_bytes_now()
             return
@@ -1937,10 +1887,6 @@ class IOStream(BaseIOStream):
         finally:
             del buf  # no lingering reference to a view of the caller's buffer
 
-    read_from_fd = _ReplaceableReader(read_from_fd)  # type: ignore[assignment]
-    # Set on a stream whose read_from_fd is replaced (see _ReplaceableReader).
-    _read_replaced = False
-
     def write_to_fd(self, data: memoryview) -> int:
         try:
             if len(data) >= _nodelay_check_from:
@@ -1998,8 +1944,8 @@ class IOStream(BaseIOStream):
             pass
 
     def _read_chunk(self, size: int) -> Optional[Union[bytes, bytearray]]:
-        if not self._fast_reads:
-            # read_from_fd is replaced (a TLS stream, or a test), or reads are not plain: honour it.
+        if getattr(self.read_from_fd, "__func__", None) is not _socket_read_from_fd:
+            # read_from_fd is replaced (a TLS stream, or a test): honour it.
             return BaseIOStream._read_chunk(self, size)
         try:
             data = self.socket.recv(size)
@@ -2139,6 +2085,7 @@ class IOStream(BaseIOStream):
         return future
 
 
+_socket_read_from_fd = IOStream.read_from_fd
 _socket_write_to_fd = IOStream.write_to_fd
 
 
