@@ -673,8 +673,8 @@ class TCPServer:
                     # What convert_yielded and add_future do with a native coroutine (when nothing was
                     # registered that could claim it), without the dispatch on the way: a task started
                     # on the next loop pass, whose end is reported inline in its last step rather than
-                    # by a done-callback a pass later.
-                    gen.start_task(result, conn)
+                    # by a done-callback a pass later.  The stream's loop is the current one.
+                    gen.start_task(result, conn, stream.io_loop)
                 else:
                     IOLoop.current().add_future(gen.convert_yielded(result), conn)
         except Exception:
