@@ -8,6 +8,10 @@ module how to find "the current loop" through :func:`_set_loop_lookup` when it i
 
 ``Future`` is not asyncio's.  It is awaitable (``await fut``, ``yield from fut``) and its cancellation
 raises :class:`concurrent.futures.CancelledError`.
+
+Hooks for the layers above, not Tornado API: ``_resolve_read`` finishes a stream's read future, and
+``_ResolvedFuture`` / ``_WrittenFuture`` are the futures born finished that a stream returns for a read
+or write done at once (the stream fills in their ``_result`` and ``_loop``).
 """
 
 import concurrent.futures
@@ -322,6 +326,28 @@ class Future(typing.Generic[_T]):
             self = exc = None  # type: ignore[assignment]
 
     __iter__ = __await__
+
+
+def _resolve_read(future: Future, result: Any) -> None:
+    """Gives a stream's read ``future`` its result, unless it was cancelled meanwhile.
+
+    iostream's hook for finishing a read that a coroutine waits for (not Tornado API): ``set_result``'s
+    steps without its state error, and the usual single waiter queued on the loop at once, so that the
+    stream neither writes a future's fields itself nor pays for ``set_result``'s extra call on the path
+    of every such read.
+    """
+    if future._state != _PENDING:
+        return
+    future._result = result
+    future._state = _FINISHED
+    callbacks = future._callbacks
+    if callbacks is not None:
+        loop = future._loop
+        if type(callbacks) is not list and loop is not None:
+            future._callbacks = None
+            loop._schedule_future_callback(callbacks, future)
+        else:
+            future._schedule_callbacks()
 
 
 class _ResolvedFuture(Future):

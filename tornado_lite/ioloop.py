@@ -17,9 +17,9 @@ platform's best.
 
 The loop's hooks for other layers, not Tornado API and not for applications:
 ``IOLoop._stream_hook`` (a ``_StreamHook``) is the hook for iostream: the pass number, whether the
-loop is dispatching events, work to run once before the next poll, and queueing a resolved read's
-waiter; ``IOLoop._current_task`` is the hook for gen, which keeps it up to date (the task whose step
-is running: what ``gen.current_task`` reports); ``_schedule_future_callback(s)`` are the hooks through
+loop is dispatching events, and work to run once before the next poll; ``IOLoop._current_task`` is
+the hook for gen, which keeps it up to date (the task whose step is running: what
+``gen.current_task`` reports); ``_schedule_future_callback(s)`` are the hooks through
 which ``concurrent.Future`` hands its done-callbacks to the loop it belongs to.  Nothing else of the
 loop's state is for other modules.
 """
@@ -495,23 +495,19 @@ class _StreamHook:
       then may still end in the same batch).
     - ``call_before_poll(callback)``: ``callback()`` runs once, after this pass's callbacks and timers
       and before the loop polls (a stream sends a pass's corked replies in one system call).
-    - ``queue_callback((callback, future))``, then ``wake()`` if ``polling``: what the loop's
-      ``_schedule_future_callback`` does for a resolved future's one done-callback, for a stream to do
-      without the call's frame (about 500 instructions, once per message of a request-response
-      exchange).  ``polling`` is True while the loop is in (or about to enter) its poll.
+    - ``polling``: True while the loop is in (or about to enter) its poll, so that whoever queues a
+      callback knows whether to wake it (the loop's own ``_schedule_future_callback`` reads it).
 
     Plain attributes the loop keeps up to date itself, so a stream reads them without a call: they are
     read once or twice per message.  Only the loop writes them.
     """
 
-    __slots__ = ("pass_number", "dispatching", "polling", "queue_callback", "wake", "_before_poll")
+    __slots__ = ("pass_number", "dispatching", "polling", "_before_poll")
 
-    def __init__(self, callbacks: Deque[Tuple[Callable, Any]], waker: "_Waker") -> None:
+    def __init__(self) -> None:
         self.pass_number = 0
         self.dispatching = False
         self.polling = False
-        self.queue_callback = callbacks.append
-        self.wake = waker.wake
         self._before_poll: List[Callable[[], None]] = []
 
     def call_before_poll(self, callback: Callable[[], None]) -> None:
@@ -684,7 +680,7 @@ class IOLoop(Configurable):
         # at once, and the rest of that batch was meant for the old file.
         self._removed_during_dispatch: set = set()
         self._waker = _Waker()
-        self._stream_hook = _StreamHook(self._callbacks, self._waker)
+        self._stream_hook = _StreamHook()
         self.add_handler(self._waker.fileno(), self._waker.consume, _READ)
         self._blocking_threshold: Optional[float] = None
         self._watchdog: Optional["_Watchdog"] = None

@@ -43,6 +43,7 @@ from tornado_lite.concurrent import (
     CancelledError,
     Future,
     _new_object,
+    _resolve_read,
     _ResolvedFuture,
     _WrittenFuture,
     future_set_result_unless_cancelled,
@@ -1602,24 +1603,7 @@ class BaseIOStream:
         future = self._read_future
         if future is not None:
             self._read_future = None
-            if future._state == _PENDING:  # not cancelled meanwhile
-                callbacks = future._callbacks
-                if callbacks is None:
-                    # Nobody waits on it yet (a read finished inline): just fill it in.
-                    future._result = result
-                    future._state = _FINISHED
-                elif type(callbacks) is not list and future._loop is not None:
-                    # One waiter (the task awaiting the read): set_result's own steps, without its call,
-                    # and the loop's queueing of the callback through its hook, without that call.
-                    future._result = result
-                    future._state = _FINISHED
-                    future._callbacks = None
-                    hook = future._loop._stream_hook
-                    hook.queue_callback((callbacks, future))
-                    if hook.polling:
-                        hook.wake()
-                else:
-                    future.set_result(result)
+            _resolve_read(future, result)
         state = self._state
         if (state is None or state == _ERROR) and self._close_callback is not None:
             self._maybe_add_error_listener()
@@ -1773,23 +1757,8 @@ class IOStream(BaseIOStream):
             self._read_kind = _NO_READ
             future = self._read_future
             if future is not None:
-                # _finish_read's resolution of the read's future, the same three cases.
                 self._read_future = None
-                if future._state == _PENDING:
-                    callbacks = future._callbacks
-                    if callbacks is None:
-                        future._result = chunk
-                        future._state = _FINISHED
-                    elif type(callbacks) is not list and future._loop is not None:
-                        future._result = chunk
-                        future._state = _FINISHED
-                        future._callbacks = None
-                        hook = future._loop._stream_hook
-                        hook.queue_callback((callbacks, future))
-                        if hook.polling:
-                            hook.wake()
-                    else:
-                        future.set_result(chunk)
+                _resolve_read(future, chunk)
             state = self._state
             if (state is None or state == _ERROR) and self._close_callback is not None:
                 self._maybe_add_error_listener()
