@@ -9,9 +9,10 @@ module how to find "the current loop" through :func:`_set_loop_lookup` when it i
 ``Future`` is not asyncio's.  It is awaitable (``await fut``, ``yield from fut``) and its cancellation
 raises :class:`concurrent.futures.CancelledError`.
 
-Hooks for the layers above, not Tornado API: ``_resolve_read`` finishes a stream's read future, and
-``_ResolvedFuture`` / ``_WrittenFuture`` are the futures born finished that a stream returns for a read
-or write done at once (the stream fills in their ``_result`` and ``_loop``).
+Hooks for the layers above, not Tornado API: ``_resolve_read`` finishes a stream's read future and
+``_fail_looked_at`` fails the one a close ends; ``_ResolvedFuture`` / ``_WrittenFuture`` are the
+futures born finished that a stream returns for a read or write done at once (the stream fills in
+their ``_result`` and ``_loop``, as it sets a new pending future's ``_loop`` to its own loop).
 """
 
 import concurrent.futures
@@ -348,6 +349,18 @@ def _resolve_read(future: Future, result: Any) -> None:
             loop._schedule_future_callback(callbacks, future)
         else:
             future._schedule_callbacks()
+
+
+def _fail_looked_at(future: Future, exc: BaseException) -> None:
+    """Fails pending ``future`` with ``exc``, counted as looked at: nothing is logged if nobody retrieves it.
+
+    iostream's hook for the read that a close fails (one per closed connection, and not an unhandled
+    error): ``set_exception``'s steps without making the never-retrieved logger only to disarm it.
+    """
+    future._exception = exc
+    future._state = _FINISHED
+    if future._callbacks is not None:
+        future._schedule_callbacks()
 
 
 class _ResolvedFuture(Future):

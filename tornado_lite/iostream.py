@@ -38,10 +38,9 @@ from types import TracebackType
 from typing import Any, Callable, Deque, Dict, Optional, Pattern, Tuple, Type, TypeVar, Union
 
 from tornado_lite.concurrent import (
-    _FINISHED,
-    _PENDING,
     CancelledError,
     Future,
+    _fail_looked_at,
     _new_object,
     _resolve_read,
     _ResolvedFuture,
@@ -146,13 +145,10 @@ def _fail_closed(future: Future, error: Optional[BaseException]) -> None:
 
     A closed stream is not an unhandled error: nothing is logged if nobody retrieves the failure.
     """
-    if type(future) is Future and future._state == _PENDING:
-        # Future.set_exception, inline and without the never-retrieved logger it would make only for
-        # us to look at the failure at once: one per closed connection, the read that saw the EOF.
-        future._exception = _closed_error(error)
-        future._state = _FINISHED
-        if future._callbacks is not None:
-            future._schedule_callbacks()
+    if type(future) is Future and not future.done():
+        # The usual case, one per closed connection (the read that saw the EOF): failed without the
+        # never-retrieved logger that set_exception would make only for us to look at it at once.
+        _fail_looked_at(future, _closed_error(error))
         return
     if not future.done():
         future.set_exception(_closed_error(error))
