@@ -20,8 +20,9 @@ The loop's hooks for other layers, not Tornado API and not for applications:
 loop is dispatching events, and work to run once before the next poll; ``IOLoop._current_task`` is
 the hook for gen, which keeps it up to date (the task whose step is running: what
 ``gen.current_task`` reports); ``_schedule_future_callback(s)`` are the hooks through
-which ``concurrent.Future`` hands its done-callbacks to the loop it belongs to.  Nothing else of the
-loop's state is for other modules.
+which ``concurrent.Future`` hands its done-callbacks to the loop it belongs to; and
+``_add_callback_from_signal`` (``add_callback_from_signal`` without its deprecation warning) is the
+hook for ``process``'s SIGCHLD handler.  Nothing else of the loop's state is for other modules.
 """
 
 import collections

@@ -22,7 +22,10 @@ watches only when that really changes (each change is a system call), and no clo
 operation.
 
 This layer never resolves host names, never accepts connections and never starts the loop; it sits
-on ``ioloop`` and knows nothing of servers or clients.
+on ``ioloop`` and knows nothing of servers or clients.  It gives the layers above one hook, not
+Tornado API: a stream's ``_tracker`` (None, or an object whose ``stream_closed(stream)`` the close
+calls once) and the two byte counters it keeps, ``_bytes_read`` and ``_bytes_written`` (read-only for
+others), which ``tcpserver`` uses for its per-connection accounting and idle sweep.
 """
 
 import _socket

@@ -10,6 +10,9 @@ it passes, ``Condition.wait`` resolves to ``False`` and the other waits fail wit
 builtin).  A waiter that times out or whose future is cancelled leaves its line for good: it is never
 granted anything afterwards, and the lines are pruned as waiters leave, so a program that waits with a
 short timeout in a loop, forever, keeps a bounded number of dead waiters, however the waits are mixed.
+
+``queues`` builds its waits from the same pieces, which are this module's hooks for it (not Tornado
+API): ``_Waiter`` (with its ``_arm`` for a deadline), ``_grant``, ``_done_future`` and ``_PRUNE_MIN_DEAD``.
 """
 
 import collections

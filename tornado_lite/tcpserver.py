@@ -590,7 +590,7 @@ class TCPServer:
         handshake_timeout = self.handshake_timeout
         counts = self._counts
         for record, stream in self._open_streams():
-            if stream._closed:
+            if stream.closed():
                 continue
             moved = stream._bytes_read + stream._bytes_written
             if moved != getattr(record, "seen", 0):
