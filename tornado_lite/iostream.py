@@ -1166,13 +1166,8 @@ class BaseIOStream:
             self._maybe_readable = True
             try:
                 pos = self._read_to_buffer_loop()
-            except UnsatisfiableReadError as e:
-                gen_log.info("Unsatisfiable read, closing connection: %s" % e)
-                self.close(exc_info=e)
-                return
             except Exception as e:
-                gen_log.warning("error on read: %s" % e)
-                self.close(exc_info=e)
+                self._close_for_read_error(e)
                 return
             if pos is not None:
                 self._finish_read(pos)
@@ -1607,6 +1602,16 @@ class BaseIOStream:
         if (state is None or state == _ERROR) and self._close_callback is not None:
             self._maybe_add_error_listener()
 
+    def _close_for_read_error(self, e: Exception) -> None:
+        """Closes the stream for an error met while reading from the kernel into the buffer, logged as
+        Tornado logs it: an unsatisfiable read (delimiter not within ``max_bytes``) at INFO, the rest
+        as a warning."""
+        if isinstance(e, UnsatisfiableReadError):
+            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
+        else:
+            gen_log.warning("error on read: %s" % e)
+        self.close(exc_info=e)
+
     def _clear_read_state(self) -> None:
         self._read_kind = _NO_READ
         self._read_target = None
@@ -1719,60 +1724,53 @@ class IOStream(BaseIOStream):
         # nothing buffered (a request-response exchange).  One ``recv``, one search of what it
         # returned, the read finished: the general path's steps (read loop, chunk reader,
         # ``_finish_read``) in this one frame, with none of their other cases (about 170 bytecodes
-        # less per message).  Anything else, or anything unusual on the way, takes the general path.
+        # less per message).  A waiting ``read_bytes`` (a bulk chunk) has its own short path.
+        # Anything else, or anything unusual on the way, takes the general path.
         if (
             events == _READ
-            and self._read_kind == _READ_DELIMITER
-            and self._read_max_bytes is None
             and not self._read_buffer._data
             and self._plain_read_events
             and not self._connecting
             and not self._closed
             and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
         ):
-            size = self.read_chunk_size
-            try:
-                chunk = self.socket.recv(size)
-            except BlockingIOError:
-                self._maybe_readable = False
+            kind = self._read_kind
+            if kind == _READ_DELIMITER and self._read_max_bytes is None:
+                size = self.read_chunk_size
+                try:
+                    chunk = self.socket.recv(size)
+                except BlockingIOError:
+                    self._maybe_readable = False
+                    return
+                except OSError as e:
+                    self._read_failed(e)
+                    return
+                delimiter = self._read_target
+                loc = chunk.find(delimiter)
+                if loc < 0:
+                    self._read_on_from(chunk, size)  # (the end of the stream too: an empty chunk)
+                    return
+                count = len(chunk)
+                self._bytes_read += count
+                self._maybe_readable = count >= size
+                end = loc + len(delimiter)
+                if end < count:
+                    buffer = self._read_buffer
+                    buffer._data = chunk  # the rest stays buffered, uncopied
+                    buffer._pos = end
+                    chunk = chunk[:end]
+                self._read_kind = _NO_READ
+                future = self._read_future
+                if future is not None:
+                    self._read_future = None
+                    _resolve_read(future, chunk)
+                state = self._state
+                if (state is None or state == _ERROR) and self._close_callback is not None:
+                    self._maybe_add_error_listener()
                 return
-            except OSError as e:
-                self._read_failed(e)
+            if kind == _READ_BYTES:
+                self._read_bytes_now()
                 return
-            delimiter = self._read_target
-            loc = chunk.find(delimiter)
-            if loc < 0:
-                self._read_on_from(chunk, size)  # (the end of the stream too: an empty chunk)
-                return
-            count = len(chunk)
-            self._bytes_read += count
-            self._maybe_readable = count >= size
-            end = loc + len(delimiter)
-            if end < count:
-                buffer = self._read_buffer
-                buffer._data = chunk  # the rest stays buffered, uncopied
-                buffer._pos = end
-                chunk = chunk[:end]
-            self._read_kind = _NO_READ
-            future = self._read_future
-            if future is not None:
-                self._read_future = None
-                _resolve_read(future, chunk)
-            state = self._state
-            if (state is None or state == _ERROR) and self._close_callback is not None:
-                self._maybe_add_error_listener()
-            return
-        if (
-            events == _READ
-            and self._read_kind == _READ_BYTES
-            and not self._read_buffer._data
-            and self._plain_read_events
-            and not self._connecting
-            and not self._closed
-            and getattr(self.read_from_fd, "__func__", None) is _socket_read_from_fd
-        ):
-            self._read_bytes_now()
-            return
         BaseIOStream._handle_events(self, fd, events)
 
     def _read_bytes_now(self) -> None:
@@ -1823,13 +1821,8 @@ class IOStream(BaseIOStream):
             pos = self._find_read_pos()
             if pos is None and self._maybe_readable:
                 pos = self._read_to_buffer_loop()
-        except UnsatisfiableReadError as e:
-            gen_log.info("Unsatisfiable read, closing connection: %s" % e)
-            self.close(exc_info=e)
-            return
         except Exception as e:
-            gen_log.warning("error on read: %s" % e)
-            self.close(exc_info=e)
+            self._close_for_read_error(e)
             return
         if pos is not None:
             self._finish_read(pos)
@@ -2455,19 +2448,8 @@ class SSLIOStream(IOStream):
         count = len(first)
         while count < size:
             want = size - count
-            try:
-                data = sslobj.read(want if want < _TLS_RECORD else _TLS_RECORD)
-            except ssl.SSLWantReadError:
-                self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
-                break
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
-                self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
-                break
-            except OSError as e:
-                self._tls_end = e
-                break
-            if not data:
-                self._tls_end = True  # close_notify: the next read reports the end
+            data = self._next_record(sslobj, want if want < _TLS_RECORD else _TLS_RECORD)
+            if data is None:
                 break
             records.append(data)
             count += len(data)
@@ -2513,19 +2495,8 @@ class SSLIOStream(IOStream):
             with memoryview(buf) as view:
                 while count < size:
                     with view[count:size] as rest:
-                        try:
-                            more = sslobj.read(size - count, rest)
-                        except ssl.SSLWantReadError:
-                            self._maybe_readable = False
-                            break
-                        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
-                            self._tls_end = self._end_of_stream(e)  # reported by the next read, after this data
-                            break
-                        except OSError as e:
-                            self._tls_end = e
-                            break
-                    if not more:
-                        self._tls_end = True  # close_notify: the next read reports the end
+                        more = self._next_record(sslobj, size - count, rest)
+                    if more is None:
                         break
                     count += more
                     if more < _TLS_RECORD and count < size:
@@ -2534,6 +2505,27 @@ class SSLIOStream(IOStream):
             return count
         finally:
             del buf
+
+    def _next_record(self, sslobj: Any, want: int, into: Optional[memoryview] = None) -> Any:
+        """One more record's data for a read gathering the records already readable: what
+        ``sslobj.read`` gives (bytes, or a count when reading ``into`` a buffer), or None where the
+        gathering stops: OpenSSL has nothing more decrypted (the poller will tell), or the stream
+        ended or failed, which ``_tls_end`` keeps for the next read, after the data gathered."""
+        try:
+            data = sslobj.read(want) if into is None else sslobj.read(want, into)
+        except ssl.SSLWantReadError:
+            self._maybe_readable = False  # OpenSSL drained the socket: wait for the poller
+            return None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as e:
+            self._tls_end = self._end_of_stream(e)
+            return None
+        except OSError as e:
+            self._tls_end = e
+            return None
+        if not data:
+            self._tls_end = True  # close_notify
+            return None
+        return data
 
     def _end_of_stream(self, error: BaseException) -> Union[bool, BaseException]:
         """What a read's EOF from OpenSSL means: True (the end of the stream), or the descriptor's error.
