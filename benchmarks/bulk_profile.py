@@ -3,8 +3,9 @@
 Runs the suite's echo server (benchmarks/servers/echo_server.py, ``bulk`` or ``bulk_lines``, plain or
 TLS) for each stack named, plus two pure-Python epoll echo "floors" that are not Tornado at all:
 
-  floor       recv(262144), one send of what was read (what no read_bytes(65536) API can do)
-  floor64     recv(65536), one send of what was read, one read per stream per poll
+  floor       the suite's pure-Python floor (echo_server.py --stack floor) reading recv(262144), one
+              send of what was read (what no read_bytes(65536) API can do)
+  floor64     the same floor as run.py measures it: recv(65536), one read per stream per poll
   floorbio    (TLS only) an ``ssl.SSLObject`` over ``MemoryBIO``s: recv_into(262144) feeds OpenSSL,
               every record it holds is decrypted, re-encrypted, and sent with one send
 
@@ -59,80 +60,7 @@ EVENTS = [f"syscalls:sys_enter_{n}" for n in RECV + SEND + POLL + ("epoll_ctl",)
     "timer:hrtimer_start", "irq:softirq_entry"]
 
 
-# -- the floors: a server in this file, run with --serve-floor ---------------------------------------
-
-
-def serve_floor(read_size: int, certfile: typing.Optional[str], keyfile: typing.Optional[str]) -> None:
-    """A bare epoll echo: read what is there (once per stream per poll), send it, next stream."""
-    import select as sel
-
-    ctx = None
-    if certfile:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(certfile, keyfile)
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(128)
-    lsock.setblocking(False)
-    ep = sel.epoll()
-    ep.register(lsock.fileno(), sel.EPOLLIN)
-    conns: typing.Dict[int, typing.Any] = {}
-    pending: typing.Dict[int, memoryview] = {}
-    handshaking: typing.Set[int] = set()
-    sys.stdout.write(f"LISTENING {lsock.getsockname()[1]}\n")
-    sys.stdout.flush()
-    while True:
-        for fd, _events in ep.poll():
-            if fd == lsock.fileno():
-                s, _ = lsock.accept()
-                s.setblocking(False)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if ctx is not None:
-                    s = ctx.wrap_socket(s, server_side=True, do_handshake_on_connect=False)
-                    handshaking.add(s.fileno())
-                conns[s.fileno()] = s
-                ep.register(s.fileno(), sel.EPOLLIN)
-                continue
-            s = conns[fd]
-            if fd in handshaking:
-                try:
-                    s.do_handshake()
-                    handshaking.discard(fd)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    continue
-                except OSError:
-                    ep.unregister(fd)
-                    s.close()
-                    del conns[fd]
-                    continue
-            if fd in pending:
-                view = pending.pop(fd)
-                try:
-                    n = s.send(view)
-                except (BlockingIOError, ssl.SSLWantWriteError):
-                    n = 0
-                if n < len(view):
-                    pending[fd] = view[n:]
-                    continue
-                ep.modify(fd, sel.EPOLLIN)
-            try:
-                data = s.recv(read_size)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                ep.unregister(fd)
-                s.close()
-                del conns[fd]
-                continue
-            try:
-                n = s.send(data)
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                n = 0
-            if n < len(data):
-                pending[fd] = memoryview(data)[n:]
-                ep.modify(fd, sel.EPOLLOUT)
+# -- the memory-BIO floor: a server in this file, run with --serve-floor-bio ------------------------
 
 
 def serve_floor_bio(certfile: str, keyfile: str) -> None:
@@ -359,8 +287,9 @@ def make_certs(d: str) -> typing.Tuple[str, str, str]:
 def server_cmd(stack: str, mode: str, certs: typing.Optional[typing.Tuple[str, str, str]]) -> typing.List[str]:
     if stack == "floorbio":
         cmd = [sys.executable, os.path.abspath(__file__), "--serve-floor-bio"]
-    elif stack in ("floor", "floor64"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve-floor", "262144" if stack == "floor" else "65536"]
+    elif stack in ("floor", "floor64"):  # the suite's floor server (run.py's "pure-Python floor" column)
+        cmd = [sys.executable, ECHO_SERVER, "--stack", "floor", "--mode", mode,
+               "--read-size", "262144" if stack == "floor" else "65536"]
     else:
         cmd = [sys.executable, ECHO_SERVER, "--stack", stack, "--mode", mode]
     if certs:
@@ -457,7 +386,6 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=3.0)
-    p.add_argument("--serve-floor", type=int, metavar="READ_SIZE", help=argparse.SUPPRESS)
     p.add_argument("--inproc", action="store_true", help="TLS bulk echo in one process (for callgrind)")
     p.add_argument("--bio", action="store_true", help="with --inproc: server streams over memory BIOs (commit 768b662)")
     p.add_argument("--mb", type=float, default=64.0, help="with --inproc: MB echoed per connection")
@@ -473,12 +401,6 @@ def main() -> int:
             serve_floor_bio(args.certfile, args.keyfile)
         except ConnectionError:
             pass
-        return 0
-    if args.serve_floor:
-        try:
-            serve_floor(args.serve_floor, args.certfile, args.keyfile)
-        except (ConnectionError, ssl.SSLError):
-            pass  # the load generator's end: a floor serves one run
         return 0
     stacks = args.stacks.split(",")
     with tempfile.TemporaryDirectory() as d:

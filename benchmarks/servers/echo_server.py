@@ -136,11 +136,12 @@ class _FloorConn:
         self.handshaking = handshaking
 
 
-def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
+def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext], read_size: int = 65536) -> None:
     """The pure-Python floor: epoll, recv, send, and nothing else.
 
     No futures, no coroutines, no stream objects: what any Python server must spend at the least
-    for the same work, so that a target can be read against what Python itself allows. In the bulk
+    for the same work, so that a target can be read against what Python itself allows (``read_size``
+    other than 64 KiB is for benchmarks/bulk_profile.py's larger-read floor). In the bulk
     modes it turns Nagle's algorithm off (a 64 KiB send's short last segment would otherwise wait for
     the peer's ACK: benchmarks/README.md, "Bulk, session 4"); line echoes are single small sends. It reads
     64 KiB at a time, once per connection per poll (as a stream's ``read_bytes(65536)`` does), echoes
@@ -212,7 +213,7 @@ def run_floor(mode: str, ssl_ctx: typing.Optional[ssl.SSLContext]) -> None:
             poller.modify(fd, select.EPOLLIN)
         while True:
             try:
-                data = sock.recv(65536)
+                data = sock.recv(read_size)
             except want_read:
                 return
             except OSError:
@@ -292,6 +293,7 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
     parser.add_argument("--keyfile")
     parser.add_argument("--check", action="store_true", help="only import the stack, then exit")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the server; stats go to FILE on SIGTERM")
+    parser.add_argument("--read-size", type=int, default=65536, help="floor only: bytes per recv")
     args = parser.parse_args(argv)
 
     ssl_ctx = make_ssl_context(args.certfile, args.keyfile) if args.certfile else None
@@ -319,7 +321,7 @@ def main(argv: typing.Optional[typing.List[str]] = None) -> int:
         if args.stack == "asyncio-streams":
             run_asyncio_streams(args.mode, ssl_ctx)
         elif args.stack == "floor":
-            run_floor(args.mode, ssl_ctx)
+            run_floor(args.mode, ssl_ctx, args.read_size)
         else:
             run_tornado_style(args.stack, args.mode, ssl_ctx)
     except (KeyboardInterrupt, SystemExit):
